@@ -1,0 +1,549 @@
+"""Run a graph: prune to what the outputs need, order topologically, reuse cached outputs.
+
+A node's *signature* is a hash of its type, its params (defaults filled in), the signatures of the
+outputs feeding it and, if its spec declares one, its fingerprint. A node whose signature is in
+the process-wide :class:`OutputCache` does not run. Nodes flagged ``not_cacheable`` always run,
+and so does everything downstream of them.
+"""
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import logging
+import threading
+import time
+import traceback
+import weakref
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Union
+
+from .context import RunContext, RunOptions
+from .errors import GraphValidationError, Interrupted, NodeExecutionError, Problem
+from .events import (Event, NodeCached, NodeFailed, NodeFinished, NodeStarted, RunFailed,
+                     RunFinished, RunInterrupted, RunStarted)
+from .graph import Graph, Node
+from .registry import NodeSpec, Registry
+
+log = logging.getLogger("nodegraph.executor")
+
+EventCallback = Callable[[Event], None]
+Callbacks = Union[EventCallback, Sequence[EventCallback], None]
+
+
+# --------------------------------------------------------------------------------------------
+# results
+# --------------------------------------------------------------------------------------------
+@dataclass
+class RunStats:
+    """What a run did: nodes executed and cached (in order) and seconds per executed node."""
+
+    run_id: int = 0
+    executed: list[str] = field(default_factory=list)
+    cached: list[str] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+    total_seconds: float = 0.0
+
+    def summary(self) -> str:
+        return (f"{len(self.executed)} node(s) ran, {len(self.cached)} cached, "
+                f"{self.total_seconds:.2f} s")
+
+
+@dataclass
+class RunResult:
+    """Outputs of the target nodes (``outputs[node_id][output_name]``), what output nodes showed
+    (``ui[node_id]``, e.g. ``{"files": [...]}``) and the run's stats."""
+
+    outputs: dict[str, dict[str, Any]]
+    ui: dict[str, dict[str, Any]]
+    stats: RunStats
+
+    def output(self, node: str | Node, name: str | None = None) -> Any:
+        """One output value of a target node (``name`` may be left out if it has one output)."""
+        node_id = node.id if isinstance(node, Node) else node
+        outs = self.outputs[node_id]
+        if name is None:
+            if len(outs) != 1:
+                raise KeyError(f"node {node_id} has outputs {list(outs)}; name the one you want")
+            return next(iter(outs.values()))
+        return outs[name]
+
+
+# --------------------------------------------------------------------------------------------
+# cache
+# --------------------------------------------------------------------------------------------
+def estimate_nbytes(obj: Any, _depth: int = 0) -> int:
+    """Rough memory size of a node output: ``nbytes`` of arrays/tensors (numpy, torch — without
+    importing them), summed through dicts, lists and tuples; strings and bytes by length."""
+    n = getattr(obj, "nbytes", None)
+    if type(n) is int:
+        return n
+    if isinstance(obj, (str, bytes, bytearray)):
+        return len(obj)
+    if _depth < 4:
+        if isinstance(obj, dict):
+            return sum(estimate_nbytes(v, _depth + 1) for v in itertools.islice(obj.values(), 1000))
+        if isinstance(obj, (list, tuple)):
+            return sum(estimate_nbytes(v, _depth + 1) for v in itertools.islice(obj, 1000))
+    return 0
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    outputs: tuple[Any, ...]
+    ui: dict[str, Any]
+    nbytes: int
+
+
+class OutputCache:
+    """Bounded LRU map signature → node outputs; the least recently used entries go first when
+    there are more than ``max_entries`` or their estimated size exceeds ``max_bytes``. Thread-safe."""
+
+    def __init__(self, max_entries: int = 10_000, max_bytes: int = 4 << 30):
+        self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self._data: OrderedDict[str, CacheEntry] = OrderedDict()
+        self._lock = threading.Lock()
+        self.nbytes = 0
+        self.hits = self.misses = self.evictions = 0
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._data
+
+    def get(self, key: str) -> CacheEntry | None:
+        with self._lock:
+            entry = self._data.get(key)
+            if entry is None:
+                self.misses += 1
+                return None
+            self._data.move_to_end(key)
+            self.hits += 1
+            return entry
+
+    def put(self, key: str, entry: CacheEntry) -> None:
+        with self._lock:
+            old = self._data.pop(key, None)
+            if old is not None:
+                self.nbytes -= old.nbytes
+            if entry.nbytes > self.max_bytes or self.max_entries <= 0:
+                return
+            self._data[key] = entry
+            self.nbytes += entry.nbytes
+            while len(self._data) > self.max_entries or self.nbytes > self.max_bytes:
+                _, dropped = self._data.popitem(last=False)
+                self.nbytes -= dropped.nbytes
+                self.evictions += 1
+
+    def clear(self) -> None:
+        with self._lock:
+            self._data.clear()
+            self.nbytes = 0
+
+
+_SHARED_CACHE = OutputCache()
+
+
+def shared_cache() -> OutputCache:
+    """The process-wide cache every Executor uses unless given its own."""
+    return _SHARED_CACHE
+
+
+# --------------------------------------------------------------------------------------------
+# plan
+# --------------------------------------------------------------------------------------------
+class _Step:
+    """One node of an execution plan, with the memo of its last signature."""
+
+    __slots__ = ("node_id", "node", "spec", "mode", "inputs", "passthrough", "release", "sig_static",
+                 "memo_params", "memo_up", "memo_fp", "memo_sig")
+
+    def __init__(self, node: Node, spec: NodeSpec):
+        self.node_id = node.id
+        self.node = node
+        self.spec = spec
+        self.mode = node.mode
+        self.inputs: list[tuple[str, str, int]] = []  # (input or param name, src id, output index)
+        self.passthrough: list[tuple[str, int] | None] = []  # bypassed: per output, its source
+        self.release: list[str] = []  # sources whose values are no longer needed after this step
+        self.sig_static = ""
+        self.memo_params: dict[str, Any] | None = None
+        self.memo_up: tuple[str, ...] = ()
+        self.memo_fp: str | None = None
+        self.memo_sig = ""
+
+
+class _Plan:
+    __slots__ = ("revision", "targets", "steps")
+
+    def __init__(self, revision: int, targets: tuple[str, ...], steps: list[_Step]):
+        self.revision = revision
+        self.targets = targets
+        self.steps = steps
+
+
+_MISSING = object()
+
+
+def _id_key(node_id: str) -> tuple[int, int, str]:
+    return (0, int(node_id), "") if node_id.isdigit() else (1, 0, node_id)
+
+
+def _snapshot(params: dict[str, Any]) -> dict[str, Any]:
+    for v in params.values():
+        if isinstance(v, (list, dict)):
+            return json.loads(json.dumps(params, default=repr))
+    return dict(params)
+
+
+# --------------------------------------------------------------------------------------------
+# executor
+# --------------------------------------------------------------------------------------------
+class Executor:
+    """Runs graphs against one registry, sharing a cache of node outputs across runs and graphs.
+
+    One run at a time per Executor; :meth:`interrupt` may be called from any thread.
+    """
+
+    def __init__(self, registry: Registry, cache: OutputCache | None = None,
+                 options: RunOptions | None = None):
+        self.registry = registry
+        self.cache = cache if cache is not None else shared_cache()
+        self.options = options or RunOptions()
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        # Plans by id(graph); a weak reference checks identity and drops the plan with the graph.
+        self._plans: dict[int, tuple[weakref.ref[Graph], _Plan]] = {}
+        self._run_ids = itertools.count(1)
+
+    def interrupt(self) -> None:
+        """Ask the current run to stop: it raises Interrupted at the next ``ctx.progress()`` /
+        ``ctx.check_interrupt()`` of a node, or before the next node starts."""
+        self._stop.set()
+
+    # -- planning --------------------------------------------------------------------------
+    def plan(self, graph: Graph, targets: Iterable[str] | None = None) -> list[str]:
+        """The node ids a run would visit, in execution order."""
+        return [s.node_id for s in self._plan(graph, targets).steps]
+
+    def _plan(self, graph: Graph, targets: Iterable[str] | None) -> _Plan:
+        nodes = graph.nodes
+        get_spec = self.registry.nodes.get
+        if targets is None:
+            target_ids = tuple(nid for nid, n in nodes.items() if n.mode == "normal"
+                               and (s := get_spec(n.type)) is not None and s.output_node)
+        else:
+            target_ids = tuple(n.id if isinstance(n, Node) else n for n in targets)
+        key = id(graph)
+        held = self._plans.get(key)
+        if held is not None and held[0]() is graph:
+            cached = held[1]
+            if (cached.revision == graph.revision and cached.targets == target_ids
+                    and self._still_valid(cached, nodes)):
+                return cached
+        plan = _Plan(graph.revision, target_ids, self._build(graph, target_ids))
+        plans = self._plans
+        self._plans[key] = (weakref.ref(graph, lambda _r, k=key: plans.pop(k, None)), plan)
+        return plan
+
+    def _still_valid(self, plan: _Plan, nodes: Any) -> bool:
+        get_spec = self.registry.nodes.get
+        for step in plan.steps:
+            node = nodes.get(step.node_id)
+            if node is not step.node or node.mode != step.mode or get_spec(node.type) is not step.spec:
+                return False
+        return True
+
+    def _build(self, graph: Graph, targets: tuple[str, ...]) -> list[_Step]:
+        nodes = graph.nodes
+        reg = self.registry
+        problems: list[Problem] = []
+        if not targets:
+            raise GraphValidationError([Problem(
+                "no_output_node", "nothing to run: the graph has no (un-muted) output node such "
+                "as SaveImage; add one")])
+        for t in targets:
+            if t not in nodes:
+                problems.append(Problem("missing_node", f"there is no node {t!r} to compute", t))
+        needed: set[str] = set()
+        stack = [t for t in targets if t in nodes]
+        while stack:
+            nid = stack.pop()
+            if nid in needed:
+                continue
+            needed.add(nid)
+            for link in graph.inputs_of(nid).values():
+                src = nodes.get(link.src)
+                if src is not None and src.mode != "muted" and link.src not in needed:
+                    stack.append(link.src)
+        import networkx as nx
+
+        dag = nx.DiGraph()
+        dag.add_nodes_from(sorted(needed, key=_id_key))
+        for nid in needed:
+            for link in graph.inputs_of(nid).values():
+                if link.src in needed:
+                    dag.add_edge(link.src, nid)
+        try:
+            order = list(nx.topological_sort(dag))
+        except nx.NetworkXUnfeasible:
+            cycle = [a for a, _ in nx.find_cycle(dag)]
+            first = nodes[cycle[0]]
+            raise GraphValidationError([Problem(
+                "cycle", f"nodes {', '.join(cycle)} form a cycle; remove one of the links between "
+                "them", first.id, first.type)]) from None
+
+        steps: list[_Step] = []
+        index: dict[str, _Step] = {}
+        for nid in order:
+            node = nodes[nid]
+            spec = reg.nodes.get(node.type)
+            if spec is None:
+                problems.append(Problem("unknown_type", reg.unknown_type_message(node.type),
+                                        nid, node.type, "type"))
+                continue
+            step = _Step(node, spec)
+            links = graph.inputs_of(nid)
+            for name, link in sorted(links.items()):
+                src = nodes.get(link.src)
+                field_name = ("param " if spec.input(name) is None else "input ") + name
+                if src is None:
+                    problems.append(Problem("missing_node", f"linked from node {link.src!r}, which "
+                                            "does not exist", nid, node.type, field_name))
+                    continue
+                if src.mode == "muted":
+                    continue
+                if spec.input(name) is None and spec.param(name) is None:
+                    problems.append(Problem("unknown_input", f"{spec.type_id} has no input "
+                                            f"{name!r}", nid, node.type, f"input {name}"))
+                    continue
+                src_step = index.get(link.src)
+                if src_step is None:
+                    continue  # its own problem is reported
+                idx = src_step.spec.output_index(link.output)
+                if idx < 0:
+                    problems.append(Problem("missing_output", f"node {src.label} has no output "
+                                            f"{link.output!r}", nid, node.type, field_name))
+                    continue
+                step.inputs.append((name, link.src, idx))
+            linked = {name for name, _, _ in step.inputs}
+            if node.mode == "bypassed":
+                for out in spec.outputs:
+                    source = None
+                    for inp in spec.inputs:
+                        if inp.type == out.type and inp.name in linked:
+                            source = next((s, i) for n, s, i in step.inputs if n == inp.name)
+                            break
+                    step.passthrough.append(source)
+            else:
+                for inp in spec.inputs:
+                    if not inp.optional and inp.name not in linked:
+                        problems.append(Problem("missing_input", "required input is not connected",
+                                                nid, node.type, f"input {inp.name}"))
+            step.sig_static = spec.token + "|" + repr([(n, i) for n, _, i in step.inputs])
+            steps.append(step)
+            index[nid] = step
+        if problems:
+            raise GraphValidationError(problems)
+        # Free each value after its last consumer (targets are kept for the result).
+        last_use: dict[str, _Step] = {}
+        for step in steps:
+            for _, src, _ in step.inputs:
+                last_use[src] = step
+            for src_idx in step.passthrough:
+                if src_idx is not None:
+                    last_use[src_idx[0]] = step
+        keep = set(targets)
+        for src, step in last_use.items():
+            if src not in keep:
+                step.release.append(src)
+        return steps
+
+    # -- running ---------------------------------------------------------------------------
+    def run(self, graph: Graph, *, outputs: Iterable[str] | None = None,
+            on_event: Callbacks = None, options: RunOptions | None = None) -> RunResult:
+        """Run what the output nodes (or the nodes named in ``outputs``) need.
+
+        Raises GraphValidationError if the graph cannot be planned, NodeExecutionError naming the
+        node that failed (nodes finished before it stay cached), Interrupted if interrupted.
+        Validate first (:func:`nodegraph.validate.validate`) for the full list of problems.
+        """
+        with self._lock:
+            self._stop.clear()
+            return self._run(graph, outputs, on_event, options or self.options)
+
+    def _run(self, graph: Graph, targets: Iterable[str] | None, on_event: Callbacks,
+             options: RunOptions) -> RunResult:
+        t_start = time.perf_counter()
+        emit = _make_emitter(on_event)
+        plan = self._plan(graph, targets)
+        run_id = next(self._run_ids)
+        stats = RunStats(run_id)
+        if emit:
+            emit(RunStarted(run_id, tuple(s.node_id for s in plan.steps)))
+        values: dict[str, tuple[Any, ...]] = {}
+        sigs: dict[str, str] = {}
+        ui: dict[str, dict[str, Any]] = {}
+        cache = self.cache
+        stop = self._stop
+        perf = time.perf_counter
+        try:
+            for step in plan.steps:
+                if stop.is_set():
+                    raise Interrupted(None)
+                nid = step.node_id
+                spec = step.spec
+                if step.mode == "bypassed":
+                    outs = tuple(values[s[0]][s[1]] if s is not None else _MISSING
+                                 for s in step.passthrough)
+                    values[nid] = outs
+                    sigs[nid] = "bypass|" + "|".join(
+                        sigs[s[0]] + f"/{s[1]}" if s is not None else "-" for s in step.passthrough)
+                    for src in step.release:
+                        values.pop(src, None)
+                    continue
+                params = step.node.params
+                up = tuple(sigs[src] for _, src, _ in step.inputs)
+                fp = None
+                if spec.fingerprint is not None:
+                    fp = self._fingerprint(step, params)
+                if (step.memo_params is not None and up == step.memo_up and fp == step.memo_fp
+                        and params == step.memo_params):
+                    sig = step.memo_sig
+                else:
+                    sig = _signature(step, params, up, fp)
+                    step.memo_params = _snapshot(params)
+                    step.memo_up, step.memo_fp, step.memo_sig = up, fp, sig
+                entry = None if spec.not_cacheable else cache.get(sig)
+                if entry is not None:
+                    values[nid] = entry.outputs
+                    stats.cached.append(nid)
+                    if entry.ui:
+                        ui[nid] = entry.ui
+                    if emit:
+                        emit(NodeCached(nid, spec.type_id, entry.ui))
+                else:
+                    if emit:
+                        emit(NodeStarted(nid, spec.type_id))
+                    kwargs = {p.name: params.get(p.name, p.default) for p in spec.params}
+                    for name, src, idx in step.inputs:
+                        v = values[src][idx]
+                        if v is not _MISSING:
+                            kwargs[name] = v
+                        elif (inp := spec.input(name)) is not None and not inp.optional:
+                            self._fail(step, ValueError(
+                                f"input {name!r} comes from node {src}, which is bypassed and has "
+                                f"no connected input of that type to pass through"), stats, t_start,
+                                emit)
+                    ctx = None
+                    if spec.takes_context:
+                        ctx = RunContext(nid, spec.type_id, options, graph, emit, stop)
+                        kwargs["ctx"] = ctx
+                    t0 = perf()
+                    try:
+                        outs = _normalize(spec.function(**kwargs), spec)
+                    except Interrupted:
+                        raise
+                    except Exception as exc:
+                        self._fail(step, exc, stats, t_start, emit)
+                    seconds = perf() - t0
+                    node_ui = ctx.ui if ctx is not None else {}
+                    if not spec.not_cacheable:
+                        cache.put(sig, CacheEntry(outs, node_ui, sum(estimate_nbytes(o) for o in outs)))
+                    else:
+                        sig = f"{sig}@run{run_id}"
+                    values[nid] = outs
+                    stats.executed.append(nid)
+                    stats.seconds[nid] = seconds
+                    if node_ui:
+                        ui[nid] = node_ui
+                    if emit:
+                        emit(NodeFinished(nid, spec.type_id, seconds, node_ui))
+                sigs[nid] = sig
+                for src in step.release:
+                    values.pop(src, None)
+            if stop.is_set():
+                raise Interrupted(None)
+        except Interrupted as exc:
+            stats.total_seconds = perf() - t_start
+            exc.stats = stats
+            if emit:
+                emit(RunInterrupted(exc.node_id, stats))
+            raise
+        stats.total_seconds = perf() - t_start
+        result_outputs: dict[str, dict[str, Any]] = {}
+        steps_by_id = {s.node_id: s for s in plan.steps} if plan.targets else {}
+        for t in plan.targets:
+            outs = values.get(t, ())
+            names = [o.name for o in steps_by_id[t].spec.outputs]
+            result_outputs[t] = {n: v for n, v in zip(names, outs) if v is not _MISSING}
+        if emit:
+            emit(RunFinished(stats))
+        return RunResult(result_outputs, ui, stats)
+
+    def _fingerprint(self, step: _Step, params: dict[str, Any]) -> str:
+        spec = step.spec
+        eff = {p.name: params.get(p.name, p.default) for p in spec.params}
+        try:
+            return str(spec.fingerprint(eff))  # type: ignore[misc]
+        except Exception as exc:
+            # A fingerprint that cannot be computed (e.g. the file is missing) forces a re-run;
+            # the node itself will then report the real problem.
+            return f"!{type(exc).__name__}:{exc}@{time.monotonic_ns()}"
+
+    def _fail(self, step: _Step, exc: BaseException, stats: RunStats, t_start: float,
+              emit: EventCallback | None) -> None:
+        stats.total_seconds = time.perf_counter() - t_start
+        tb = traceback.format_exc()
+        if emit:
+            emit(NodeFailed(step.node_id, step.spec.type_id, exc, tb))
+            emit(RunFailed(step.node_id, stats))
+        raise NodeExecutionError(step.node_id, step.spec.type_id, exc, tb, stats) from exc
+
+
+def _signature(step: _Step, params: dict[str, Any], up: tuple[str, ...], fp: str | None) -> str:
+    spec = step.spec
+    eff = {p.name: params.get(p.name, p.default) for p in spec.params}
+    try:
+        ptext = json.dumps(eff, sort_keys=True, separators=(",", ":"))
+    except (TypeError, ValueError):
+        ptext = repr(sorted(eff.items(), key=lambda kv: kv[0]))
+    text = f"{step.sig_static}|{ptext}|{'|'.join(up)}|{fp}"
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+
+
+def _normalize(result: Any, spec: NodeSpec) -> tuple[Any, ...]:
+    """The node function's return value as a tuple in output order (TypeError if it cannot be)."""
+    n = len(spec.outputs)
+    if n == 0:
+        return ()
+    if n == 1:
+        return (result,)
+    if isinstance(result, (tuple, list)) and len(result) == n:
+        return tuple(result)
+    names = ", ".join(o.name for o in spec.outputs)
+    got = (f"a {type(result).__name__} of {len(result)}" if isinstance(result, (tuple, list))
+           else f"a {type(result).__name__}")
+    raise TypeError(f"the node function returned {got}; a node with {n} outputs ({names}) must "
+                    f"return a tuple of {n} values in that order")
+
+
+def _make_emitter(on_event: Callbacks) -> EventCallback | None:
+    if on_event is None:
+        return None
+    callbacks = [on_event] if callable(on_event) else list(on_event)
+    if not callbacks:
+        return None
+
+    def emit(event: Event) -> None:
+        for cb in callbacks:
+            try:
+                cb(event)
+            except Exception:
+                log.exception("an event callback raised on %s; the run goes on", type(event).__name__)
+
+    return emit

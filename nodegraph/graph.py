@@ -1,0 +1,297 @@
+"""The graph as plain data: nodes with stable string ids and params by name, typed links, groups.
+
+Nothing here knows about node types; :mod:`nodegraph.validate` checks a graph against a registry
+and :mod:`nodegraph.format` reads and writes it. Edit a graph through its methods (they keep the
+link indexes right and notify listeners, which is what the editor's scene follows).
+"""
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Union
+
+from .errors import UsageError
+
+NODE_MODES = ("normal", "muted", "bypassed")
+"""``muted``: the node is left out of runs. ``bypassed``: each output passes through the first
+connected input of the same type (the node's function does not run)."""
+
+
+@dataclass
+class Node:
+    """One node: its type id, params by name, and what the editor needs to draw it.
+
+    ``control_after_run`` maps a seed-like param to fixed/increment/decrement/randomize (missing:
+    the param's default mode). ``extra`` holds fields this version does not know, kept on save.
+    """
+
+    id: str
+    type: str
+    params: dict[str, Any] = field(default_factory=dict)
+    pos: tuple[float, float] = (0, 0)
+    size: tuple[float, float] | None = None
+    title: str | None = None
+    color: str | None = None
+    mode: str = "normal"
+    control_after_run: dict[str, str] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        """How messages name this node: ``12 (KSampler)``."""
+        return f"{self.id} ({self.type})"
+
+
+@dataclass(frozen=True)
+class Link:
+    """``(src node, output name) → (dst node, input name)``; an input has at most one link."""
+
+    src: str
+    output: str
+    dst: str
+    input: str
+    extra: dict[str, Any] = field(default_factory=dict, hash=False)
+
+
+@dataclass
+class Group:
+    """A titled frame in the editor: ``rect`` is (x, y, width, height)."""
+
+    title: str
+    rect: tuple[float, float, float, float]
+    color: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class GraphChange:
+    """What changed, delivered to listeners. ``kind`` is one of node_added, node_removed,
+    link_added, link_removed, param_changed, mode_changed, node_changed, groups_changed."""
+
+    kind: str
+    node_id: str | None = None
+    name: str | None = None
+    old: Any = None
+    new: Any = None
+    link: Link | None = None
+
+
+NodeRef = Union[str, Node]
+Listener = Callable[[GraphChange], None]
+
+
+def _ref(ref: NodeRef) -> str:
+    return ref.id if isinstance(ref, Node) else ref
+
+
+class Graph:
+    """Nodes (by id), links (by destination input), groups and free-form ``meta``.
+
+    ``revision`` counts structural changes (nodes or links added/removed, modes changed) made
+    through the methods; the executor uses it to reuse its execution plan.
+    """
+
+    def __init__(self, *, meta: dict[str, Any] | None = None, extra: dict[str, Any] | None = None):
+        self._nodes: dict[str, Node] = {}
+        self._links: dict[tuple[str, str], Link] = {}
+        self._in: dict[str, dict[str, Link]] = {}
+        self._out: dict[str, dict[tuple[str, str], Link]] = {}
+        self._next_id = 1
+        self._listeners: list[Listener] = []
+        self.groups: list[Group] = []
+        self.meta: dict[str, Any] = meta if meta is not None else {}
+        self.extra: dict[str, Any] = extra if extra is not None else {}
+        self.revision = 0
+        self.nodes: Mapping[str, Node] = MappingProxyType(self._nodes)
+        """Read-only view of the nodes by id (edit with add_node/remove_node)."""
+
+    # -- reading ---------------------------------------------------------------------------
+    @property
+    def links(self) -> list[Link]:
+        """All links, sorted by destination (a new list each time)."""
+        return [self._links[k] for k in sorted(self._links)]
+
+    def iter_links(self) -> Iterator[Link]:
+        return iter(self._links.values())
+
+    def node(self, ref: NodeRef) -> Node:
+        """The node with this id (or the node itself); UsageError if there is none."""
+        node_id = _ref(ref)
+        node = self._nodes.get(node_id)
+        if node is None:
+            raise UsageError(f"there is no node {node_id!r} in the graph")
+        return node
+
+    def find(self, ref: str) -> Node:
+        """A node by id, else by title if exactly one node has that title."""
+        node = self._nodes.get(ref)
+        if node is not None:
+            return node
+        titled = [n for n in self._nodes.values() if n.title == ref]
+        if len(titled) == 1:
+            return titled[0]
+        if titled:
+            ids = ", ".join(n.id for n in titled)
+            raise UsageError(f"{len(titled)} nodes are titled {ref!r} (ids {ids}); name the node by id")
+        raise UsageError(f"no node has the id or title {ref!r}")
+
+    def inputs_of(self, ref: NodeRef) -> Mapping[str, Link]:
+        """Links into a node, by input name."""
+        return self._in.get(_ref(ref), {})
+
+    def link_into(self, ref: NodeRef, input_name: str) -> Link | None:
+        return self._in.get(_ref(ref), {}).get(input_name)
+
+    def links_from(self, ref: NodeRef) -> list[Link]:
+        """Links out of a node."""
+        return list(self._out.get(_ref(ref), {}).values())
+
+    def __contains__(self, ref: object) -> bool:
+        return isinstance(ref, (str, Node)) and _ref(ref) in self._nodes
+
+    def __len__(self) -> int:
+        return len(self._nodes)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Graph):
+            return NotImplemented
+        return (self._nodes == other._nodes and self._links == other._links
+                and self.groups == other.groups and self.meta == other.meta
+                and self.extra == other.extra)
+
+    def __repr__(self) -> str:
+        return f"<Graph {len(self._nodes)} nodes, {len(self._links)} links>"
+
+    # -- listeners -------------------------------------------------------------------------
+    def add_listener(self, fn: Listener) -> None:
+        """Call ``fn(GraphChange)`` after every change made through this graph's methods."""
+        self._listeners.append(fn)
+
+    def remove_listener(self, fn: Listener) -> None:
+        self._listeners.remove(fn)
+
+    def _notify(self, change: GraphChange) -> None:
+        for fn in list(self._listeners):
+            fn(change)
+
+    # -- editing ---------------------------------------------------------------------------
+    def new_id(self) -> str:
+        """A fresh id: one more than the largest numeric id ever used in this graph."""
+        while str(self._next_id) in self._nodes:
+            self._next_id += 1
+        return str(self._next_id)
+
+    def add_node(self, type_id: str, params: dict[str, Any] | None = None, *, id: str | None = None,
+                 title: str | None = None, pos: tuple[float, float] = (0, 0),
+                 size: tuple[float, float] | None = None, color: str | None = None,
+                 mode: str = "normal") -> Node:
+        """Add a node of ``type_id`` and return it (its id is fresh unless you give one)."""
+        node = Node(id if id is not None else self.new_id(), type_id, dict(params or {}),
+                    tuple(pos), tuple(size) if size is not None else None, title, color, mode)
+        return self.add(node)
+
+    def add(self, node: Node) -> Node:
+        """Insert an existing Node object (used by loading, paste and undo)."""
+        if not isinstance(node.id, str) or not node.id:
+            raise UsageError(f"node ids are non-empty strings, got {node.id!r}")
+        if node.id in self._nodes:
+            raise UsageError(f"node id {node.id!r} is already used")
+        if node.mode not in NODE_MODES:
+            raise UsageError(f"node {node.id}: mode {node.mode!r} is not one of {', '.join(NODE_MODES)}")
+        self._nodes[node.id] = node
+        if node.id.isdigit():
+            self._next_id = max(self._next_id, int(node.id) + 1)
+        self.revision += 1
+        self._notify(GraphChange("node_added", node.id))
+        return node
+
+    def remove_node(self, ref: NodeRef) -> Node:
+        """Remove a node and every link touching it; returns the node."""
+        node = self.node(ref)
+        for link in list(self._in.get(node.id, {}).values()) + list(self._out.get(node.id, {}).values()):
+            self._remove_link(link)
+        del self._nodes[node.id]
+        self.revision += 1
+        self._notify(GraphChange("node_removed", node.id))
+        return node
+
+    def connect(self, src: NodeRef, output: str, dst: NodeRef, input_name: str,
+                extra: dict[str, Any] | None = None) -> Link:
+        """Link ``src.output`` to ``dst.input_name``, replacing any link already into that input.
+        Both nodes must exist (whether the sockets exist is for validation to say)."""
+        src_id, dst_id = self.node(src).id, self.node(dst).id
+        return self._add_link(Link(src_id, output, dst_id, input_name, dict(extra or {})))
+
+    def disconnect(self, dst: NodeRef, input_name: str) -> Link | None:
+        """Remove the link into ``dst.input_name``; returns it (None if there was none)."""
+        link = self._in.get(_ref(dst), {}).get(input_name)
+        if link is not None:
+            self._remove_link(link)
+        return link
+
+    def add_link(self, link: Link) -> Link:
+        """Insert a Link as is, even if its nodes are missing (loading keeps such links so
+        validation can report them)."""
+        return self._add_link(link)
+
+    def _add_link(self, link: Link) -> Link:
+        old = self._links.get((link.dst, link.input))
+        if old is not None:
+            self._remove_link(old)
+        self._links[(link.dst, link.input)] = link
+        self._in.setdefault(link.dst, {})[link.input] = link
+        self._out.setdefault(link.src, {})[(link.dst, link.input)] = link
+        self.revision += 1
+        self._notify(GraphChange("link_added", link.dst, link.input, link=link))
+        return link
+
+    def _remove_link(self, link: Link) -> None:
+        del self._links[(link.dst, link.input)]
+        ins = self._in[link.dst]
+        del ins[link.input]
+        if not ins:
+            del self._in[link.dst]
+        outs = self._out[link.src]
+        del outs[(link.dst, link.input)]
+        if not outs:
+            del self._out[link.src]
+        self.revision += 1
+        self._notify(GraphChange("link_removed", link.dst, link.input, link=link))
+
+    def set_param(self, ref: NodeRef, name: str, value: Any) -> None:
+        node = self.node(ref)
+        old = node.params.get(name)
+        node.params[name] = value
+        self._notify(GraphChange("param_changed", node.id, name, old, value))
+
+    def set_mode(self, ref: NodeRef, mode: str) -> None:
+        if mode not in NODE_MODES:
+            raise UsageError(f"mode {mode!r} is not one of {', '.join(NODE_MODES)}")
+        node = self.node(ref)
+        old, node.mode = node.mode, mode
+        self.revision += 1
+        self._notify(GraphChange("mode_changed", node.id, "mode", old, mode))
+
+    def update_node(self, ref: NodeRef, **fields: Any) -> None:
+        """Set editor fields (pos, size, title, color) of a node and notify listeners."""
+        node = self.node(ref)
+        for name, value in fields.items():
+            if name not in ("pos", "size", "title", "color"):
+                raise UsageError(f"update_node sets pos, size, title or color, not {name!r}")
+            old = getattr(node, name)
+            if name in ("pos", "size") and value is not None:
+                value = tuple(value)
+            setattr(node, name, value)
+            self._notify(GraphChange("node_changed", node.id, name, old, value))
+
+    def copy(self) -> Graph:
+        """A deep copy (listeners are not copied)."""
+        g = Graph(meta=copy.deepcopy(self.meta), extra=copy.deepcopy(self.extra))
+        for node in self._nodes.values():
+            g.add(copy.deepcopy(node))
+        for link in self._links.values():
+            g.add_link(copy.deepcopy(link))
+        g.groups = copy.deepcopy(self.groups)
+        return g
