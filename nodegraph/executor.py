@@ -190,7 +190,7 @@ _MISSING = object()
 
 
 def _id_key(node_id: str) -> tuple[int, int, str]:
-    return (0, int(node_id), "") if node_id.isdigit() else (1, 0, node_id)
+    return (0, int(node_id), "") if node_id.isascii() and node_id.isdigit() else (1, 0, node_id)
 
 
 def _snapshot(params: dict[str, Any]) -> dict[str, Any]:

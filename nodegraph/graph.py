@@ -201,7 +201,7 @@ class Graph:
         if node.mode not in NODE_MODES:
             raise UsageError(f"node {node.id}: mode {node.mode!r} is not one of {', '.join(NODE_MODES)}")
         self._nodes[node.id] = node
-        if node.id.isdigit():
+        if node.id.isascii() and node.id.isdigit():
             self._next_id = max(self._next_id, int(node.id) + 1)
         self.revision += 1
         self._notify(GraphChange("node_added", node.id))

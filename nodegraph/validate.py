@@ -183,7 +183,7 @@ def _cycles(graph: Graph) -> list[Problem]:
 
 
 def _id_key(node_id: str) -> tuple[int, int, str]:
-    return (0, int(node_id), "") if node_id.isdigit() else (1, 0, node_id)
+    return (0, int(node_id), "") if node_id.isascii() and node_id.isdigit() else (1, 0, node_id)
 
 
 def validate_file(path: str | os.PathLike[str], registry: Registry,
