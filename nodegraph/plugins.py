@@ -184,8 +184,9 @@ def register_packs(sources: Iterable[PackSource], registry: Registry | None = No
             continue
         try:
             pm.register(obj, name=src.name)
+            known = _hook_names()
             unknown = [n for n in dir(obj) if hasattr(getattr(obj, n, None), "nodegraph_impl")
-                       and not hasattr(pm.hook, n)]
+                       and n not in known]
             if unknown:
                 pm.unregister(name=src.name)
                 raise RegistryError(f"unknown hook(s) {', '.join(unknown)}; the hooks are "
