@@ -1,0 +1,103 @@
+"""The sampling view of a U-Net: sigma-space in, denoised latent out.
+
+`DiffusionModel` glues a U-Net (any module with LDM's `forward(x, timesteps, context=None, y=None)`)
+to its noise schedule and latent format, which is all a sampler and the guidance code need:
+
+    denoised = model.apply_model(x, sigma, context, y)
+
+scales x to the U-Net's input, turns σ into the U-Net's (discrete) timestep, runs the U-Net in its
+own dtype and converts its ε/v output to the denoised latent in float32, as ComfyUI's BaseModel does.
+"""
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+import torch
+from torch import nn
+
+from .model_sampling import ModelSamplingDiscrete
+
+AdmFn = Callable[[dict, int, torch.device, torch.dtype], Optional[torch.Tensor]]
+
+FAMILIES = ("sd1", "sd2", "sdxl", "sdxl_refiner")
+
+
+class DiffusionModel:
+    """A U-Net with its model sampling (schedule, eps/v) and latent scale, ready for the samplers.
+
+    Args:
+        unet: module with LDM's forward signature `unet(x, timesteps, context=..., y=...)`.
+        model_sampling: the noise schedule and prediction type (`ModelSamplingDiscrete`).
+        family: "sd1", "sd2", "sdxl" or "sdxl_refiner" (picks the preview projection).
+        latent_scale: VAE latent scale factor (0.18215 for SD1/SD2, 0.13025 for SDXL).
+        adm_fn: for models with a class/size embedding (SDXL), `adm_fn(cond, batch, device, dtype)`
+            returning `y` [batch, adm_channels] from one conditioning dict ("pooled_output", "width",
+            "height", "crop_w", "crop_h", "target_width", "target_height", "aesthetic_score", …).
+    """
+
+    def __init__(self, unet: nn.Module, model_sampling: ModelSamplingDiscrete, family: str,
+                 latent_scale: float, adm_fn: AdmFn | None = None) -> None:
+        if family not in FAMILIES:
+            raise ValueError(f"DiffusionModel: family must be one of {', '.join(FAMILIES)}, got {family!r}")
+        self.unet = unet
+        self.model_sampling = model_sampling
+        self.family = family
+        self.latent_scale = float(latent_scale)
+        self.adm_fn = adm_fn
+
+    def __repr__(self) -> str:
+        return (f"DiffusionModel(family={self.family!r}, {self.model_sampling!r}, latent_scale={self.latent_scale}, "
+                f"dtype={self.dtype}, device={self.device})")
+
+    @property
+    def device(self) -> torch.device:
+        for p in self.unet.parameters():
+            return p.device
+        return torch.device("cpu")
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The dtype the U-Net computes in (that of its first floating-point parameter)."""
+        for p in self.unet.parameters():
+            if p.is_floating_point():
+                return p.dtype
+        return torch.float32
+
+    # -- latent format ------------------------------------------------------------------------
+    def process_in(self, latent: torch.Tensor) -> torch.Tensor:
+        """Raw VAE latent → the space the U-Net was trained on (× scale factor)."""
+        return latent * self.latent_scale
+
+    def process_out(self, latent: torch.Tensor) -> torch.Tensor:
+        """U-Net latent space → raw VAE latent (÷ scale factor)."""
+        return latent / self.latent_scale
+
+    # -- model call -----------------------------------------------------------------------------
+    def apply_model(self, x: torch.Tensor, sigma: torch.Tensor, context: torch.Tensor,
+                    y: torch.Tensor | None = None) -> torch.Tensor:
+        """Denoised estimate D(x; σ) for a batch of noisy latents `x` at noise levels `sigma` [B].
+
+        The U-Net sees x/√(σ²+1) and the timestep nearest to σ, in the U-Net's dtype; the result
+        is float32.
+        """
+        ms = self.model_sampling
+        sigma = torch.as_tensor(sigma, device=x.device).reshape(-1).expand(x.shape[0])
+        dtype = self.dtype
+        x_in = ms.calculate_input(sigma, x).to(dtype)
+        timesteps = ms.timestep(sigma).float()
+        kwargs = {"context": context.to(dtype)}
+        if y is not None:
+            kwargs["y"] = y.to(dtype)
+        output = self.unet(x_in, timesteps, **kwargs).float()
+        return ms.calculate_denoised(sigma, output, x)
+
+    def encode_adm(self, cond: dict, batch: int, device: torch.device | str, dtype: torch.dtype) -> torch.Tensor | None:
+        """The U-Net's `y` input [batch, adm] for one conditioning dict, or None for models without one."""
+        if self.adm_fn is None:
+            return None
+        y = self.adm_fn(cond, batch, torch.device(device), dtype)
+        if y is None:
+            return None
+        if y.ndim != 2:
+            raise ValueError(f"DiffusionModel.encode_adm: adm_fn must return [batch, channels], got shape {tuple(y.shape)}")
+        return y.to(device=device, dtype=dtype)
