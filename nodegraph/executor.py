@@ -1,7 +1,8 @@
 """Run a graph: prune to what the outputs need, order topologically, reuse cached outputs.
 
 A node's *signature* is a hash of its type, its params (defaults filled in), the signatures of the
-outputs feeding it and, if its spec declares one, its fingerprint. A node whose signature is in
+outputs feeding it, the run options that change results (device, dtype, model roots; the output
+folder for output nodes) and, if its spec declares one, its fingerprint. A node whose signature is in
 the process-wide :class:`OutputCache` does not run. Nodes flagged ``not_cacheable`` always run,
 and so does everything downstream of them.
 """
@@ -178,12 +179,24 @@ class _Step:
 
 
 class _Plan:
-    __slots__ = ("revision", "targets", "steps")
+    __slots__ = ("revision", "targets", "steps", "options_key")
 
     def __init__(self, revision: int, targets: tuple[str, ...], steps: list[_Step]):
         self.revision = revision
         self.targets = targets
         self.steps = steps
+        self.options_key: tuple[str, str] | None = None  # the options the memos were made with
+
+
+def _options_key(options: RunOptions) -> tuple[str, str]:
+    """What of the run options joins signatures: device, dtype, model roots and extras change what
+    every node computes; the output folder only changes what output nodes do."""
+    try:
+        extra = json.dumps(options.extra, sort_keys=True, default=repr)
+    except (TypeError, ValueError):
+        extra = repr(options.extra)
+    common = f"{options.device}|{options.dtype}|{[str(p) for p in options.models_dirs]}|{extra}"
+    return common, f"{common}|out={options.output_dir}"
 
 
 _MISSING = object()
@@ -381,6 +394,11 @@ class Executor:
         t_start = time.perf_counter()
         emit = _make_emitter(on_event)
         plan = self._plan(graph, targets)
+        okey = _options_key(options)
+        if plan.options_key != okey:
+            for s in plan.steps:
+                s.memo_params = None
+            plan.options_key = okey
         run_id = next(self._run_ids)
         stats = RunStats(run_id)
         if emit:
@@ -415,7 +433,7 @@ class Executor:
                         and params == step.memo_params):
                     sig = step.memo_sig
                 else:
-                    sig = _signature(step, params, up, fp)
+                    sig = _signature(step, params, up, fp, okey[1] if spec.output_node else okey[0])
                     step.memo_params = _snapshot(params)
                     step.memo_up, step.memo_fp, step.memo_sig = up, fp, sig
                 entry = None if spec.not_cacheable else cache.get(sig)
@@ -505,14 +523,15 @@ class Executor:
         raise NodeExecutionError(step.node_id, step.spec.type_id, exc, tb, stats) from exc
 
 
-def _signature(step: _Step, params: dict[str, Any], up: tuple[str, ...], fp: str | None) -> str:
+def _signature(step: _Step, params: dict[str, Any], up: tuple[str, ...], fp: str | None,
+               okey: str) -> str:
     spec = step.spec
     eff = {p.name: params.get(p.name, p.default) for p in spec.params}
     try:
         ptext = json.dumps(eff, sort_keys=True, separators=(",", ":"))
     except (TypeError, ValueError):
         ptext = repr(sorted(eff.items(), key=lambda kv: kv[0]))
-    text = f"{step.sig_static}|{ptext}|{'|'.join(up)}|{fp}"
+    text = f"{step.sig_static}|{okey}|{ptext}|{'|'.join(up)}|{fp}"
     return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
 
 

@@ -397,3 +397,17 @@ def test_run_stats_count_executed_and_cached_nodes_with_seconds(executor, chain)
     assert sorted(stats.executed) == ["1", "2", "3", "4"] and set(stats.seconds) == set(stats.executed)
     assert stats.total_seconds >= sum(stats.seconds.values())
     assert "4 node(s) ran, 0 cached" in stats.summary()
+
+
+def test_a_different_dtype_or_device_reruns_everything(executor, chain, calls):
+    executor.run(chain, options=RunOptions(dtype="fp32"))
+    calls.clear()
+    executor.run(chain, options=RunOptions(dtype="bf16"))
+    assert calls == {"Const": 2, "Add": 1, "Sink": 1}
+
+
+def test_a_different_output_folder_reruns_only_the_output_nodes(executor, chain, calls, tmp_path):
+    executor.run(chain, options=RunOptions(output_dir=tmp_path / "a"))
+    calls.clear()
+    executor.run(chain, options=RunOptions(output_dir=tmp_path / "b"))
+    assert calls == {"Sink": 1}

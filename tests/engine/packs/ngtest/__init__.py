@@ -5,6 +5,8 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import signal
 import time
 from collections import Counter
 from pathlib import Path
@@ -129,6 +131,16 @@ def steps(steps: int, sleep: float, ctx: RunContext, x: Any = None) -> int:
     return steps
 
 
+@node("SelfInterrupt", category="debug", outputs={"value": "INT"})
+def self_interrupt(ctx: RunContext) -> int:
+    """Acts like a user pressing Ctrl-C during a long node."""
+    os.kill(os.getpid(), signal.SIGINT)
+    for i in range(200):
+        time.sleep(0.005)
+        ctx.progress(i + 1, 200)
+    return 0
+
+
 @node("MakeBlob", category="debug", params=[Int("nbytes", 100), String("tag", "")],
       outputs={"blob": "BLOB"})
 def make_blob(nbytes: int, tag: str) -> Blob:
@@ -175,7 +187,7 @@ def ksampler(seed: int, steps: int, cfg: float, sampler_name: str, scheduler: st
 
 
 NODES = [const, add, add_optional, scale, text, upper, pick, pair, seeded, random_value, read_file,
-         fail, steps, make_blob, double, bad_return, options, sink, ksampler]
+         fail, steps, self_interrupt, make_blob, double, bad_return, options, sink, ksampler]
 
 
 @hookimpl
