@@ -394,7 +394,8 @@ def check_keys(family: str, sd: Mapping[str, torch.Tensor]) -> KeyReport:
     """Compare the keys of a single-file checkpoint ``sd`` with what ``family``'s text encoders need.
 
     The architecture is read from ``sd`` itself; if an encoder's token embedding is absent its
-    expected keys are those of the full-size model.
+    expected keys are those of the full-size model. OpenCLIP's ``text_projection`` is required
+    where the family pools through it (SD2, SDXL, refiner).
     """
     keys = set(sd.keys())
     expected, ignored, unexpected = [], [], []
@@ -404,6 +405,8 @@ def check_keys(family: str, sd: Mapping[str, torch.Tensor]) -> KeyReport:
             config = config_from_state_dict(view)
         except ValueError:
             config = full_config(slot.kind)
+        if slot.pooled == "projected" and config.projection_dim is None:
+            config = replace(config, projection_dim=config.width)  # the family needs it: report it missing
         names = _parameter_names(config)
         own = set(view)
         expected += sorted(view.prefix + k for k in names)

@@ -13,19 +13,23 @@ output is tested to be identical to that class's (which is what ComfyUI and diff
 - the literal strings ``<|startoftext|>`` and ``<|endoftext|>`` in a prompt become the special ids.
 
 Where this differs from the original CLIP / open_clip ``SimpleTokenizer`` (pure Python), and why we
-follow transformers: ComfyUI, diffusers and A1111 all tokenise with transformers, so its ids are
-what a given prompt means to every SD checkpoint user; matching it keeps images seed-for-seed equal.
+follow transformers: ComfyUI (for every SD family) and diffusers tokenise with it, so matching it
+keeps images seed-for-seed equal to theirs.
 
-1. ``SimpleTokenizer`` first runs ``ftfy.fix_text`` (repairs mojibake such as ``cafÃ©`` → ``café``,
-   and applies NFC *compatibility*-style fixes: full-width letters ``ｆｕｌｌ`` → ``full``, ligatures
-   ``ﬁ`` → ``fi``, curly quotes ``’`` → ``'``, ``…`` → ``...``). We do not: the text is tokenised as typed.
+1. ``SimpleTokenizer`` first runs ``ftfy.fix_text``, which repairs mojibake (``cafÃ©`` → ``café``),
+   folds character width (``ｆｕｌｌ`` → ``full``, ``：`` → ``:``), splits Latin ligatures (``ﬁ`` → ``fi``,
+   ``ĳ`` → ``ij``), straightens curly quotes (``’`` → ``'``) and deletes control characters. We do
+   not: the text is tokenised as typed.
 2. ``SimpleTokenizer`` unescapes HTML entities twice (``&amp;`` → ``&``, ``&lt;3`` → ``<3``). We do
    not: ``&amp;`` stays five characters.
-3. ``SimpleTokenizer``'s special tokens are spelt ``<start_of_text>`` / ``<end_of_text>`` and it
-   strips the text before cutting; inside a prompt it recognises those spellings, we (like
-   transformers) recognise ``<|startoftext|>`` / ``<|endoftext|>``.
+3. ``SimpleTokenizer`` spells its special tokens ``<start_of_text>`` / ``<end_of_text>`` and
+   recognises those inside a prompt; we (like transformers) recognise ``<|startoftext|>`` /
+   ``<|endoftext|>``.
 For plain prompts (the overwhelming majority) the two agree id for id; the tests check both the
-agreement and each documented difference.
+agreement and each documented difference. Note that ComfyUI on transformers 4.x used the slow
+Python ``CLIPTokenizer``, which cleans text with ftfy when it is installed (differences 1 apply)
+and otherwise with BERT's ``BasicTokenizer`` (which also splits CJK ideographs into separate
+words); prompts with such characters can tokenise differently there.
 
 Prompts become windows the way ComfyUI's ``SDTokenizer.tokenize_with_weights`` makes them: the
 weighted pieces of :mod:`nodes.sd.prompt_weights` are tokenised one by one; each piece's tokens

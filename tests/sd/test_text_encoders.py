@@ -118,7 +118,8 @@ def test_sd1_clip_skip_is_the_final_normed_hidden_state_of_that_layer(sd1, layer
 @torch.no_grad()
 def test_sd1_encode_of_a_prompt_equals_transformers_on_its_padded_window(sd1):
     _, enc, ref = sd1
-    ids = torch.tensor([get_tokenizer().encode(PROMPTS[0]) + [49407] * (77 - len(get_tokenizer().encode(PROMPTS[0])))])
+    framed = get_tokenizer().encode(PROMPTS[0])
+    ids = torch.tensor([framed + [49407] * (77 - len(framed))])
     cond, pooled = enc.encode(PROMPTS[0])
     out = ref(ids)
     assert cond.shape == (1, 77, WIDTH) and pooled.shape == (1, WIDTH)
@@ -310,9 +311,12 @@ def test_full_state_dict_shapes_match_the_published_models():
         h = build_model(full_config("open_clip_h")).state_dict()
         g = build_model(full_config("open_clip_bigg")).state_dict()
         l_ = build_model(full_config("clip_l")).state_dict()
-    assert h["text_projection"].shape == (1024, 1024) and h["transformer.resblocks.23.attn.in_proj_weight"].shape == (3072, 1024)
-    assert g["text_projection"].shape == (1280, 1280) and g["transformer.resblocks.31.mlp.c_fc.weight"].shape == (5120, 1280)
-    assert l_["encoder.layers.11.mlp.fc1.weight"].shape == (3072, 768) and l_["embeddings.token_embedding.weight"].shape == (49408, 768)
+    assert h["text_projection"].shape == (1024, 1024)
+    assert h["transformer.resblocks.23.attn.in_proj_weight"].shape == (3072, 1024)
+    assert g["text_projection"].shape == (1280, 1280)
+    assert g["transformer.resblocks.31.mlp.c_fc.weight"].shape == (5120, 1280)
+    assert l_["encoder.layers.11.mlp.fc1.weight"].shape == (3072, 768)
+    assert l_["embeddings.token_embedding.weight"].shape == (49408, 768)
 
 
 def test_missing_and_unexpected_keys_are_named_in_the_error():
@@ -324,6 +328,12 @@ def test_missing_and_unexpected_keys_are_named_in_the_error():
     assert report.missing == [gone] and report.unexpected == [extra]
     with pytest.raises(TextEncoderKeyError, match=r"1 missing: .*layers\.1\.mlp\.fc2\.bias.*1 unexpected: .*mystery"):
         build_text_encoder("sd1", broken)
+
+
+def test_a_projected_pooled_output_requires_text_projection():
+    sd = text_encoder_state_dicts("sdxl_refiner")
+    del sd["conditioner.embedders.0.model.text_projection"]
+    assert check_keys("sdxl_refiner", sd).missing == ["conditioner.embedders.0.model.text_projection"]
 
 
 def test_a_checkpoint_without_text_encoder_is_reported_missing_everything():

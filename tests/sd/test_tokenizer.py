@@ -156,10 +156,14 @@ def test_plain_prompts_agree_with_open_clip_simple_tokenizer(simple, prompt):
 
 
 @pytest.mark.parametrize(("prompt", "ours", "open_clip"), [
-    # ftfy: full-width letters, ligatures, curly quotes and mojibake are repaired by open_clip only.
+    # ftfy (open_clip only): character width, ligatures, curly quotes, control characters, mojibake.
     ("ｆｕｌｌ", [171, 121, 228, 171, 121, 243, 171, 121, 234, 171, 121, 490], "full"),
+    ("a：b", [320, 171, 120, 504, 321], "a:b"),
     ("ﬁne", [171, 105, 223, 1422], "fine"),
+    ("ĳ", [128, 367], "ij"),
     ("it’s", [585, 728, 503, 338], "it's"),  # it, ’ as three bytes, s
+    ("“hi”", [728, 506, 1883, 728, 507], '"hi"'),
+    ("a\x01b", [320, 445, 321], "ab"),
     ("cafÃ©", [3471, 127, 352, 5811], "café"),  # UTF-8 read as Latin-1, tokenised as typed
     # HTML entities are unescaped (twice) by open_clip only.
     ("&amp;", [261, 6259, 282], "&"),
