@@ -91,6 +91,13 @@ class DiffusionModel:
         output = self.unet(x_in, timesteps, **kwargs).float()
         return ms.calculate_denoised(sigma, output, x)
 
+    @classmethod
+    def for_family(cls, unet: nn.Module, family: str, prediction: str = "eps") -> "DiffusionModel":
+        """The usual wiring for a family: SD's discrete schedule, its latent scale, SDXL's adm_fn."""
+        scale = 0.13025 if family.startswith("sdxl") else 0.18215
+        adm = {"sdxl": sdxl_adm_fn(refiner=False), "sdxl_refiner": sdxl_adm_fn(refiner=True)}.get(family)
+        return cls(unet, ModelSamplingDiscrete(prediction), family, scale, adm_fn=adm)  # type: ignore[arg-type]
+
     def encode_adm(self, cond: dict, batch: int, device: torch.device | str, dtype: torch.dtype) -> torch.Tensor | None:
         """The U-Net's `y` input [batch, adm] for one conditioning dict, or None for models without one."""
         if self.adm_fn is None:
@@ -101,3 +108,33 @@ class DiffusionModel:
         if y.ndim != 2:
             raise ValueError(f"DiffusionModel.encode_adm: adm_fn must return [batch, channels], got shape {tuple(y.shape)}")
         return y.to(device=device, dtype=dtype)
+
+
+def sdxl_adm_fn(refiner: bool = False) -> AdmFn:
+    """An `adm_fn` for SDXL (or its refiner) reading ComfyUI's conditioning keys.
+
+    Base: pooled_output, width, height, crop_w, crop_h, target_width, target_height (targets default
+    to width/height, crops to 0). Refiner: pooled_output, width, height, crop_w, crop_h,
+    aesthetic_score (default 6, or 2.5 for the negative prompt, as ComfyUI). The embedding itself is
+    `unet.sdxl_adm` / `unet.sdxl_refiner_adm`.
+    """
+
+    def adm(cond: dict, batch: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+        from .unet import sdxl_adm, sdxl_refiner_adm
+
+        pooled = cond.get("pooled_output")
+        if pooled is None:
+            raise ValueError("SDXL conditioning has no 'pooled_output': encode the prompt with the SDXL "
+                             "checkpoint's CLIP (CLIPTextEncode), which adds it")
+        pooled = pooled.to(device=device, dtype=torch.float32)
+        width, height = cond["width"], cond["height"]
+        crop_w, crop_h = cond.get("crop_w", 0), cond.get("crop_h", 0)
+        if refiner:
+            default_score = 2.5 if cond.get("prompt_type") == "negative" else 6.0
+            y = sdxl_refiner_adm(pooled, width, height, crop_w, crop_h, cond.get("aesthetic_score", default_score))
+        else:
+            y = sdxl_adm(pooled, width, height, crop_w, crop_h,
+                         cond.get("target_width", width), cond.get("target_height", height))
+        return y.to(dtype)
+
+    return adm

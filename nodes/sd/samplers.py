@@ -225,7 +225,7 @@ def sample_uni_pc(model, x, sigmas, extra_args=None, callback=None, disable=None
     model evaluation is reused as the next step's history (so steps = model calls), no corrector
     on the last step, and a final σ of 0 is replaced by 0.001 (the result is x at σ = 0.001).
     Run in σ space, where UniPC's VP update x_t = (σ_t/σ_s)x − α_t(e^(−h) − 1)D − α_t B(h)Σρ_k D_k
-    loses its α factors.
+    loses its α factors (so the callback's x is in σ space; ComfyUI reports its VP-scaled x).
     """
     extra_args = {} if extra_args is None else extra_args
     if variant not in ("bh1", "bh2"):
