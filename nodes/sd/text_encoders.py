@@ -500,18 +500,23 @@ class SDTextEncoder:
         clone.last_layer = last_layer
         return clone
 
-    def tokenize(self, text: str) -> dict[str, Windows]:
-        """Weighted windows of ``text`` for each encoder, keyed by ComfyUI's names ("l", "h", "g")."""
+    def tokenize(self, text: str, square_brackets: bool | None = None) -> dict[str, Windows]:
+        """Weighted windows of ``text`` for each encoder, keyed by ComfyUI's names ("l", "h", "g").
+
+        ``square_brackets`` (default: the encoder's setting, True) makes ``[text]`` weigh 1/1.1;
+        False reads square brackets as text, exactly as ComfyUI does.
+        """
+        brackets = self.square_brackets if square_brackets is None else square_brackets
         tokenizer = get_tokenizer()
         by_pad: dict[int, Windows] = {}
         for slot in self.slots:
             if slot.pad_token not in by_pad:
-                by_pad[slot.pad_token] = tokenizer.tokenize_weighted(text, slot.pad_token, self.square_brackets)
+                by_pad[slot.pad_token] = tokenizer.tokenize_weighted(text, slot.pad_token, brackets)
         return {slot.name: by_pad[slot.pad_token] for slot in self.slots}
 
-    def encode(self, text: str) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """``(context [1, 77·windows, C], pooled [1, P] or None)`` for ``text``."""
-        return self.encode_tokens(self.tokenize(text))
+    def encode(self, text: str, square_brackets: bool | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``(context [1, 77·windows, C], pooled [1, P] or None)`` for ``text`` (see :meth:`tokenize`)."""
+        return self.encode_tokens(self.tokenize(text, square_brackets))
 
     @torch.inference_mode()
     def encode_tokens(self, tokens: dict[str, Windows]) -> tuple[torch.Tensor, torch.Tensor | None]:

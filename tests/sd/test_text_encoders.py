@@ -252,6 +252,15 @@ def test_nested_and_bracketed_weights_reach_the_right_tokens(sd1):
 
 
 @torch.no_grad()
+def test_square_brackets_can_be_read_as_text_like_comfyui(sd1):
+    _, enc, ref = sd1
+    cond, _ = enc.encode("[cat]", square_brackets=False)
+    ids = torch.tensor([[t for t, _ in get_tokenizer().tokenize_weighted("[cat]", 49407, square_brackets=False)[0]]])
+    assert ids[0, 1:4].tolist() == get_tokenizer().ids("[cat]")
+    assert rel_err(cond, ref(ids).last_hidden_state) <= 1e-4
+
+
+@torch.no_grad()
 def test_a_long_prompt_gives_154_tokens_whose_windows_are_encoded_independently(sd1):
     _, enc, _ = sd1
     text = "a castle on a hill at sunset, " * 12  # 96 tokens → two windows
