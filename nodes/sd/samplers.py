@@ -16,7 +16,6 @@ each function's docstring says where it departs from the textbook rule to follow
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -542,6 +541,8 @@ def sample_dpmpp_3m_sde(model, x, sigmas, extra_args=None, callback=None, disabl
 
 
 # -- registry ------------------------------------------------------------------------------------
+# ComfyUI's "*_gpu" names differ only in keeping the Brownian tree on the latent's device; here the
+# tree always lives on the CPU, which is identical on CPU (and differs from ComfyUI on CUDA).
 SAMPLER_FUNCTIONS: dict[str, Callable[..., torch.Tensor]] = {
     "euler": sample_euler,
     "euler_ancestral": sample_euler_ancestral,
