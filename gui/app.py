@@ -1,0 +1,74 @@
+"""Starting the editor: ``main(argv) -> exit code`` (called by the project's main.py).
+
+    python main.py                 the demo graph (examples/demo.json) if it exists, else empty
+    python main.py GRAPH.json      open a graph file (or a PNG saved by NodeGraph)
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from PySide6.QtWidgets import QApplication
+
+from nodegraph.api import Session
+from nodegraph.context import RunOptions
+
+from . import theme
+from .files import AppSettings
+
+REPO = Path(__file__).resolve().parent.parent
+DEMO = REPO / "examples" / "demo.json"
+
+_windows: list = []  # open windows (kept alive here)
+
+
+def ensure_app(argv: list[str] | None = None) -> QApplication:
+    """The QApplication (created, themed, named on first call)."""
+    app = QApplication.instance()
+    if app is None:
+        theme.configure_high_dpi()
+        app = QApplication([sys.argv[0] if sys.argv else "nodegraph", *(argv or [])])
+        app.setApplicationName("NodeGraph")
+        app.setOrganizationName("NodeGraph")
+        app.setApplicationDisplayName("NodeGraph")
+        theme.apply(app)
+    return app
+
+
+def open_window(session: Session, settings: AppSettings | None = None, path: str | None = None):
+    """A new editor window (shown), optionally opening ``path``."""
+    from .window import MainWindow
+
+    win = MainWindow(session, settings)
+    _windows.append(win)
+    win.destroyed.connect(lambda *_: _windows.remove(win) if win in _windows else None)
+    win.show()
+    if path:
+        win.load(path)
+    return win
+
+
+def _parse(argv: list[str]) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog="nodegraph-editor", description="NodeGraph's editor")
+    ap.add_argument("graph", nargs="?", help="graph file or PNG saved by NodeGraph")
+    ap.add_argument("--models", action="append", default=[], help="extra models folder")
+    ap.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+    ap.add_argument("--dtype", default="auto", help="auto, fp32, fp16 or bf16")
+    ap.add_argument("--output", default="output", help="output folder of SaveImage")
+    return ap.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse(list(sys.argv[1:] if argv is None else argv))
+    app = ensure_app()
+    options = RunOptions(device=args.device, dtype=args.dtype, output_dir=Path(args.output),
+                         models_dirs=tuple(Path(m) for m in args.models))
+    session = Session(options=options)
+    settings = AppSettings.default()
+    path = args.graph or (str(DEMO) if DEMO.exists() else None)
+    win = open_window(session, settings)
+    recovered = win.offer_recovery()
+    if path and not recovered:
+        win.load(path)
+    return app.exec()

@@ -1,0 +1,1 @@
+"""Canvas items: nodes, wires, reroute points and groups, all painted by hand."""

@@ -1,0 +1,301 @@
+"""The scene: items that follow a Graph.
+
+The Graph is the one source of truth. The scene registers a listener on it and creates, updates
+or removes items for each GraphChange, whoever made the change (an undo command, a script, a
+run's seed update). Items never change the graph themselves.
+
+Wires whose nodes moved are marked dirty and recomputed together, once per frame
+(:meth:`GraphScene.flush_wires`), however many nodes moved.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from PySide6.QtCore import QLineF, QPointF, QRectF, QTimer, Signal
+from PySide6.QtGui import QImage, QPainter
+from PySide6.QtWidgets import QGraphicsItem, QGraphicsScene
+
+from nodegraph.errors import Problem
+from nodegraph.graph import Graph, GraphChange, Link
+from nodegraph.registry import Registry
+
+from . import graphops, theme
+from .items.group import GroupItem
+from .items.node import NodeItem
+from .items.reroute import RerouteItem
+from .items.wire import WireItem
+
+GRID = 20
+SCENE_HALF = 200_000.0
+
+
+@dataclass(frozen=True)
+class WireDrag:
+    """A wire being dragged: its socket type, and whether it started at an output."""
+
+    type: str
+    from_output: bool
+    node_id: str
+    socket: str
+
+
+class GraphScene(QGraphicsScene):
+    """Items for one graph; emits ``graph_changed`` after each change it followed."""
+
+    graph_changed = Signal(object)  # GraphChange
+
+    def __init__(self, graph: Graph, registry: Registry, parent=None):
+        super().__init__(parent)
+        self.registry = registry
+        self.graph: Graph = Graph()
+        self.setItemIndexMethod(QGraphicsScene.BspTreeIndex)
+        self.setSceneRect(QRectF(-SCENE_HALF, -SCENE_HALF, 2 * SCENE_HALF, 2 * SCENE_HALF))
+        self.node_items: dict[str, NodeItem] = {}
+        self.wires: dict[tuple[str, str], WireItem] = {}
+        self.reroute_items: dict[tuple[str, str], list[RerouteItem]] = {}
+        self.group_items: list[GroupItem] = []
+        self._wires_of: dict[str, set[tuple[str, str]]] = {}
+        self._dirty: set[tuple[str, str]] = set()
+        self._flush_timer = QTimer(self)
+        self._flush_timer.setSingleShot(True)
+        self._flush_timer.setInterval(0)
+        self._flush_timer.timeout.connect(self.flush_wires)
+        self.wire_drag: WireDrag | None = None
+        self.editing: tuple[str, str] | None = None
+        self.show_grid = True
+        self.set_graph(graph)
+
+    # -- building --------------------------------------------------------------------------
+    def set_graph(self, graph: Graph) -> None:
+        """Show ``graph`` (replacing any previous one) and follow its changes."""
+        if self.graph is not None:
+            try:
+                self.graph.remove_listener(self._on_change)
+            except ValueError:
+                pass
+        self.clear()
+        self.node_items.clear()
+        self.wires.clear()
+        self.reroute_items.clear()
+        self.group_items = []
+        self._wires_of.clear()
+        self._dirty.clear()
+        self.graph = graph
+        for node in graph.nodes.values():
+            self._add_node_item(node.id)
+        for link in graph.iter_links():
+            self._add_wire(link)
+        self._rebuild_groups()
+        graph.add_listener(self._on_change)
+
+    def detach(self) -> None:
+        """Stop following the graph (before the scene goes away)."""
+        try:
+            self.graph.remove_listener(self._on_change)
+        except ValueError:
+            pass
+
+    def _add_node_item(self, node_id: str) -> NodeItem:
+        node = self.graph.nodes[node_id]
+        item = NodeItem(self, node, self.registry.get(node.type))
+        self.addItem(item)
+        self.node_items[node_id] = item
+        return item
+
+    def _add_wire(self, link: Link) -> None:
+        key = (link.dst, link.input)
+        old = self.wires.pop(key, None)
+        if old is not None:
+            self._drop_wire(old)
+        wire = WireItem(self, link)
+        self.addItem(wire)
+        self.wires[key] = wire
+        self._wires_of.setdefault(link.src, set()).add(key)
+        self._wires_of.setdefault(link.dst, set()).add(key)
+        points = graphops.reroutes(link)
+        if points:
+            items = [RerouteItem(key, i, pt, wire.color) for i, pt in enumerate(points)]
+            for it in items:
+                self.addItem(it)
+            self.reroute_items[key] = items
+
+    def _drop_wire(self, wire: WireItem) -> None:
+        key = wire.key
+        for nid in (wire.link.src, wire.link.dst):
+            keys = self._wires_of.get(nid)
+            if keys is not None:
+                keys.discard(key)
+        for it in self.reroute_items.pop(key, []):
+            self.removeItem(it)
+        self._dirty.discard(key)
+        self.removeItem(wire)
+
+    def _rebuild_groups(self) -> None:
+        for it in self.group_items:
+            self.removeItem(it)
+        self.group_items = []
+        for i, g in enumerate(self.graph.groups):
+            it = GroupItem(i, g)
+            self.addItem(it)
+            self.group_items.append(it)
+
+    # -- following the graph -----------------------------------------------------------------
+    def _on_change(self, ch: GraphChange) -> None:
+        kind = ch.kind
+        if kind == "node_added":
+            self._add_node_item(ch.node_id)
+            # links loaded before their node (possible in files) get their wires now
+            for key in list(self._wires_of.get(ch.node_id, ())):
+                self._mark(key)
+        elif kind == "node_removed":
+            item = self.node_items.pop(ch.node_id, None)
+            if item is not None:
+                self.removeItem(item)
+        elif kind == "link_added":
+            self._add_wire(ch.link)
+            self._touch_ends(ch.link)
+        elif kind == "link_removed":
+            wire = self.wires.get((ch.link.dst, ch.link.input))
+            if wire is not None and wire.link == ch.link:
+                del self.wires[wire.key]
+                self._drop_wire(wire)
+            self._touch_ends(ch.link)
+        elif kind == "param_changed":
+            item = self.node_items.get(ch.node_id)
+            if item is not None:
+                item.update()
+        elif kind == "mode_changed":
+            item = self.node_items.get(ch.node_id)
+            if item is not None:
+                item.update()
+                for key in self._wires_of.get(ch.node_id, ()):
+                    w = self.wires.get(key)
+                    if w is not None:
+                        w.update()
+        elif kind == "node_changed":
+            item = self.node_items.get(ch.node_id)
+            if item is not None:
+                if ch.name == "pos":
+                    x, y = ch.new
+                    if item.pos() != QPointF(x, y):
+                        item.setPos(float(x), float(y))
+                elif ch.name in ("title", "size", "collapsed"):
+                    item.relayout()
+                item.update()
+                self.node_moved(ch.node_id)
+        elif kind == "groups_changed":
+            self._rebuild_groups()
+        self.graph_changed.emit(ch)
+
+    def _touch_ends(self, link: Link) -> None:
+        for nid in (link.src, link.dst):
+            item = self.node_items.get(nid)
+            if item is not None:
+                if item.spec is None:
+                    item.relayout()
+                    self.node_moved(nid)
+                item.update()
+
+    # -- wires -----------------------------------------------------------------------------
+    def _mark(self, key: tuple[str, str]) -> None:
+        self._dirty.add(key)
+        if not self._flush_timer.isActive():
+            self._flush_timer.start()
+
+    def node_moved(self, node_id: str) -> None:
+        """The node's item moved or changed size: its wires need new paths (once per frame)."""
+        keys = self._wires_of.get(node_id)
+        if keys:
+            self._dirty.update(keys)
+            if not self._flush_timer.isActive():
+                self._flush_timer.start()
+
+    def flush_wires(self) -> None:
+        """Recompute the paths of every dirty wire (call once per frame while dragging)."""
+        self._flush_timer.stop()
+        dirty, self._dirty = self._dirty, set()
+        for key in dirty:
+            wire = self.wires.get(key)
+            if wire is not None:
+                wire.update_path()
+
+    # -- run state and problems ----------------------------------------------------------------
+    def clear_run_state(self) -> None:
+        for item in self.node_items.values():
+            if item.state is not None or item.error:
+                item.set_state(None)
+
+    def set_problems(self, problems: list[Problem]) -> None:
+        """Mark nodes (and their params/inputs) that validation found problems with."""
+        by_node: dict[str, dict[str | None, str]] = {}
+        for pr in problems:
+            if pr.node_id is not None and pr.severity == "error":
+                by_node.setdefault(pr.node_id, {})[pr.field] = pr.message
+        for nid, item in self.node_items.items():
+            new = by_node.get(nid, {})
+            if new != item.problems:
+                item.problems = new
+                item.update()
+
+    def set_node_images(self, node_id: str, images: list[QImage]) -> None:
+        item = self.node_items.get(node_id)
+        if item is not None:
+            item.set_images(images)
+            self.node_moved(node_id)
+
+    # -- queries ---------------------------------------------------------------------------
+    def selected_node_ids(self) -> list[str]:
+        return [it.node_id for it in self.selectedItems() if isinstance(it, NodeItem)]
+
+    def nodes_rect(self, ids: list[str] | None = None) -> QRectF:
+        """Bounding rectangle of the given (default: all) nodes and groups."""
+        rect = QRectF()
+        items = (self.node_items.values() if ids is None
+                 else [self.node_items[i] for i in ids if i in self.node_items])
+        for it in items:
+            rect = rect.united(it.sceneBoundingRect())
+        if ids is None:
+            for g in self.group_items:
+                rect = rect.united(g.sceneBoundingRect())
+        return rect
+
+    def item_at(self, pos: QPointF, transform) -> QGraphicsItem | None:
+        """The top item under ``pos``, ignoring group bodies (they let clicks through)."""
+        for it in self.items(pos, deviceTransform=transform):
+            if isinstance(it, GroupItem):
+                if it.hit(it.mapFromScene(pos)) is None:
+                    continue
+            return it
+        return None
+
+    # -- background ------------------------------------------------------------------------
+    def drawBackground(self, painter: QPainter, rect: QRectF) -> None:
+        painter.fillRect(rect, theme.CANVAS)
+        if not self.show_grid:
+            return
+        scale = painter.worldTransform().m11()
+        painter.setRenderHint(QPainter.Antialiasing, False)
+        step = GRID
+        while step * scale < 12:
+            step *= 5
+        major = step * 5
+        for spacing, color in ((step, theme.GRID_MINOR), (major, theme.GRID_MAJOR)):
+            if spacing * scale < 12:
+                continue
+            left = math.floor(rect.left() / spacing) * spacing
+            top = math.floor(rect.top() / spacing) * spacing
+            lines = []
+            x = left
+            while x < rect.right():
+                lines.append(QLineF(x, rect.top(), x, rect.bottom()))
+                x += spacing
+            y = top
+            while y < rect.bottom():
+                lines.append(QLineF(rect.left(), y, rect.right(), y))
+                y += spacing
+            pen = painter.pen()
+            pen.setColor(color)
+            pen.setWidthF(0)
+            painter.setPen(pen)
+            painter.drawLines(lines)

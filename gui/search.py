@@ -1,0 +1,206 @@
+"""Fuzzy node search: a scoring function and the popup the canvas opens (Tab, double-click, or
+a wire dropped on empty canvas, then filtered to node types that fit the wire)."""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from PySide6.QtCore import QEvent, QObject, QPoint, QRect, QSize, Qt, Signal
+from PySide6.QtGui import QFontMetrics, QKeyEvent, QPainter
+from PySide6.QtWidgets import (QFrame, QLabel, QLineEdit, QListWidget, QListWidgetItem,
+                               QStyle, QStyledItemDelegate, QStyleOptionViewItem, QVBoxLayout,
+                               QWidget)
+
+from nodegraph.registry import NodeSpec, Registry
+
+from . import theme
+
+_SEPARATORS = " ._-/:"
+
+
+def fuzzy_score(query: str, text: str) -> float | None:
+    """How well ``query`` matches ``text`` (higher is better), or None if it does not.
+
+    Every query character must appear in order. A substring beats scattered letters; letters at
+    word starts (after a space, dot, underscore, or a lower→upper case change) and runs of
+    consecutive letters score extra; shorter texts win ties.
+    """
+    q = query.strip().lower()
+    if not q:
+        return 0.0
+    low = text.lower()
+    pos = low.find(q)
+    if pos >= 0:
+        start = pos == 0 or text[pos - 1] in _SEPARATORS or (text[pos].isupper()
+                                                             and text[pos - 1].islower())
+        return 200.0 + (40.0 if pos == 0 else 20.0 if start else 0.0) + 30.0 * len(q) / len(low)
+    score = 0.0
+    i = 0
+    prev = -2
+    for ch in q:
+        j = low.find(ch, i)
+        if j < 0:
+            return None
+        word_start = j == 0 or text[j - 1] in _SEPARATORS or (text[j].isupper()
+                                                              and text[j - 1].islower())
+        score += 10.0 if word_start else 1.0
+        if j == prev + 1:
+            score += 5.0
+        prev = j
+        i = j + 1
+    return score + 10.0 * len(q) / len(low)
+
+
+def score_spec(query: str, spec: NodeSpec) -> float | None:
+    """Best score of the query (each word must match) over a node type's names and category."""
+    words = query.split()
+    if not words:
+        return 0.0
+    total = 0.0
+    for w in words:
+        best = None
+        for text, weight in ((spec.display_name, 1.0), (spec.type_id, 0.9),
+                             (spec.category, 0.5), (spec.pack, 0.4)):
+            if not text:
+                continue
+            s = fuzzy_score(w, text)
+            if s is not None and (best is None or s * weight > best):
+                best = s * weight
+        if best is None:
+            return None
+        total += best
+    return total
+
+
+def rank(registry: Registry, query: str,
+         accept: Callable[[NodeSpec], bool] | None = None, limit: int = 200) -> list[NodeSpec]:
+    """Node types matching ``query`` (and ``accept``), best first."""
+    scored = []
+    for spec in registry.nodes.values():
+        if accept is not None and not accept(spec):
+            continue
+        s = score_spec(query, spec)
+        if s is not None:
+            scored.append((-s, spec.display_name.lower(), spec.type_id, spec))
+    scored.sort(key=lambda t: t[:3])
+    return [t[3] for t in scored[:limit]]
+
+
+class _Delegate(QStyledItemDelegate):
+    """Name on the left, category and pack dimmed on the right."""
+
+    def paint(self, p: QPainter, option: QStyleOptionViewItem, index) -> None:
+        p.save()
+        selected = option.state & QStyle.State_Selected
+        if selected:
+            p.fillRect(option.rect, theme.color("#3d5a80"))
+        r = option.rect.adjusted(10, 0, -10, 0)
+        name = index.data(Qt.DisplayRole)
+        side = index.data(Qt.UserRole + 1) or ""
+        fm = QFontMetrics(option.font)
+        side_w = min(fm.horizontalAdvance(side), r.width() // 2)
+        p.setPen(theme.TEXT)
+        p.drawText(QRect(r.left(), r.top(), r.width() - side_w - 12, r.height()),
+                   Qt.AlignVCenter | Qt.AlignLeft,
+                   fm.elidedText(name, Qt.ElideRight, r.width() - side_w - 12))
+        p.setPen(theme.TEXT_FAINT if not selected else theme.TEXT_DIM)
+        p.drawText(QRect(r.right() - side_w, r.top(), side_w, r.height()),
+                   Qt.AlignVCenter | Qt.AlignRight, fm.elidedText(side, Qt.ElideLeft, side_w))
+        p.restore()
+
+    def sizeHint(self, option: QStyleOptionViewItem, index) -> QSize:
+        return QSize(200, 26)
+
+
+class SearchPopup(QFrame):
+    """A floating search box over the canvas. ``chosen(type_id)`` when the user picks one."""
+
+    chosen = Signal(str)
+    closed = Signal()
+
+    def __init__(self, registry: Registry, parent: QWidget):
+        super().__init__(parent)
+        self.setObjectName("searchPopup")
+        self.registry = registry
+        self.accept_fn: Callable[[NodeSpec], bool] | None = None
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(6, 6, 6, 6)
+        lay.setSpacing(4)
+        self.hint = QLabel(self)
+        self.hint.setStyleSheet("color: #9aa0a6; padding: 0 2px;")
+        self.edit = QLineEdit(self)
+        self.edit.setPlaceholderText("Search nodes…")
+        self.list = QListWidget(self)
+        self.list.setItemDelegate(_Delegate(self.list))
+        self.list.setUniformItemSizes(True)
+        lay.addWidget(self.hint)
+        lay.addWidget(self.edit)
+        lay.addWidget(self.list)
+        self.resize(360, 340)
+        self.edit.textChanged.connect(self.refresh)
+        self.edit.installEventFilter(self)
+        self.list.itemActivated.connect(self._activate)
+        self.list.itemClicked.connect(self._activate)
+        self.hide()
+
+    def open(self, at: QPoint, accept: Callable[[NodeSpec], bool] | None = None,
+             hint: str = "") -> None:
+        """Show at ``at`` (parent coordinates), kept inside the parent."""
+        self.accept_fn = accept
+        self.hint.setText(hint)
+        self.hint.setVisible(bool(hint))
+        self.edit.blockSignals(True)
+        self.edit.clear()
+        self.edit.blockSignals(False)
+        self.refresh()
+        par = self.parentWidget().rect()
+        x = max(0, min(at.x(), par.width() - self.width()))
+        y = max(0, min(at.y(), par.height() - self.height()))
+        self.move(x, y)
+        self.show()
+        self.raise_()
+        self.edit.setFocus(Qt.PopupFocusReason)
+
+    def refresh(self) -> None:
+        self.list.clear()
+        for spec in rank(self.registry, self.edit.text(), self.accept_fn):
+            it = QListWidgetItem(spec.display_name)
+            side = spec.category or ""
+            if spec.pack and spec.pack != "builtin":
+                side = f"{side} · {spec.pack}" if side else spec.pack
+            it.setData(Qt.UserRole, spec.type_id)
+            it.setData(Qt.UserRole + 1, side)
+            it.setToolTip(f"{spec.type_id}\n{spec.description}".strip())
+            self.list.addItem(it)
+        if self.list.count():
+            self.list.setCurrentRow(0)
+
+    def results(self) -> list[str]:
+        return [self.list.item(i).data(Qt.UserRole) for i in range(self.list.count())]
+
+    def _activate(self, item: QListWidgetItem) -> None:
+        type_id = item.data(Qt.UserRole)
+        self.close_popup()
+        self.chosen.emit(type_id)
+
+    def close_popup(self) -> None:
+        if self.isVisible():
+            self.hide()
+            self.closed.emit()
+
+    def eventFilter(self, obj: QObject, ev: QEvent) -> bool:
+        if obj is self.edit and ev.type() == QEvent.KeyPress:
+            key = QKeyEvent(ev).key() if not isinstance(ev, QKeyEvent) else ev.key()
+            if key in (Qt.Key_Down, Qt.Key_Up, Qt.Key_PageDown, Qt.Key_PageUp):
+                row = self.list.currentRow()
+                step = {Qt.Key_Down: 1, Qt.Key_Up: -1, Qt.Key_PageDown: 8, Qt.Key_PageUp: -8}[key]
+                self.list.setCurrentRow(max(0, min(self.list.count() - 1, row + step)))
+                return True
+            if key in (Qt.Key_Return, Qt.Key_Enter):
+                item = self.list.currentItem()
+                if item is not None:
+                    self._activate(item)
+                return True
+            if key == Qt.Key_Escape:
+                self.close_popup()
+                return True
+        return super().eventFilter(obj, ev)
