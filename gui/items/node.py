@@ -347,7 +347,7 @@ class NodeItem(QGraphicsItem):
         if self.state in ("running", "failed"):
             outline, width = state_color, 2.5
         elif self.state == "cached":
-            outline, width = state_color, 1.5
+            outline, width = state_color, 2.0
         if self.problems:
             outline, width = theme.PROBLEM, 2.5
         if selected:

@@ -19,6 +19,7 @@ import graphs  # noqa: E402
 
 from nodegraph.api import Session  # noqa: E402
 from nodegraph.context import RunOptions  # noqa: E402
+from nodegraph.executor import OutputCache  # noqa: E402
 
 
 class FakeDialogs:
@@ -72,7 +73,9 @@ def make_window(qtbot, registry, settings, tmp_path):
     windows = []
 
     def make(graph=None, settings_=None):
-        session = Session(registry, options=RunOptions(output_dir=tmp_path / "out"))
+        # each window its own output cache: tests must not see each other's cached results
+        session = Session(registry, options=RunOptions(output_dir=tmp_path / "out"),
+                          cache=OutputCache())
         win = MainWindow(session, settings_ or settings)
         win.dialogs = FakeDialogs()
         qtbot.addWidget(win)
@@ -166,7 +169,9 @@ def wheel(view, scene_pt, delta: int):
 
 
 def pixel(view, scene_pt):
-    """The colour drawn at a scene point (grabs the view)."""
+    """The colour drawn at a scene point (grabs the view; scrolls there first if needed)."""
+    if not view.viewport().rect().adjusted(2, 2, -2, -2).contains(view.mapFromScene(QPointF(scene_pt))):
+        view.centerOn(QPointF(scene_pt))
     img = view.grab().toImage()
     p = view.viewport().mapTo(view, view.mapFromScene(QPointF(scene_pt)))
     dpr = img.devicePixelRatio()

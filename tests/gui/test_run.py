@@ -1,0 +1,152 @@
+"""Running from the editor: the worker thread, node states, images, stop, errors, the cache."""
+from __future__ import annotations
+
+from PySide6.QtCore import QPointF, Qt
+from PySide6.QtGui import QColor
+
+from conftest import item_point, pixel, row_point, click
+from graphs import image_graph
+from nodegraph.graph import Graph
+
+P = "testpack."
+
+
+def run_and_wait(win, qtbot, timeout=10_000):
+    with qtbot.waitSignal(win.runner.run_finished, timeout=timeout) as blocker:
+        win.run()
+    return blocker.args[0]
+
+
+def test_run_shows_the_output_image_on_the_node_and_in_the_viewer(make_window, qtbot):
+    win = make_window(image_graph())
+    out = run_and_wait(win, qtbot)
+    assert out.status == "finished"
+    assert sorted(out.executed) == ["1", "2", "3"]
+    img = win.viewer.current()
+    assert img is not None and (img.width(), img.height()) == (64, 48)
+    assert img.pixelColor(10, 10) == QColor(255, 0, 0)
+    item = win.scene.node_items["3"]
+    assert item.state == "done" and item.image_rect is not None
+    # the red image is painted inside the preview node
+    centre = item.mapToScene(item.image_rect.center())
+    c = pixel(win.view, centre)
+    assert c.red() > 200 and c.green() < 40 and c.blue() < 40
+    assert win.log.timings.topLevelItemCount() == 3
+
+
+def test_editing_a_param_reruns_only_what_changed(make_window, qtbot):
+    win = make_window(image_graph())
+    run_and_wait(win, qtbot)
+    click(win.view, row_point(win.view, "2", "steps", "right"))  # 3 -> 4 steps
+    assert win.scene.node_items["2"].state is None  # stale marks go away
+    assert win.scene.node_items["1"].state == "done"
+    out = run_and_wait(win, qtbot)
+    assert out.cached == ["1"] and sorted(out.executed) == ["2", "3"]
+    assert win.scene.node_items["1"].state == "cached"
+    # a cached node is outlined in the "cached" colour
+    cs = [pixel(win.view, item_point(win.view, "1", x, 60)) for x in (-2, -1, 0)]
+    assert any(abs(c.green() - QColor("#26a69a").green()) < 30 and c.red() < 80 for c in cs)
+
+
+def test_stop_interrupts_a_running_node_within_a_step(make_window, qtbot):
+    g = image_graph()
+    g.nodes["2"].params.update(steps=2000, delay=0.01)
+    win = make_window(g)
+    assert win.run()
+    qtbot.waitUntil(lambda: win.scene.node_items["2"].progress is not None, timeout=5000)
+    assert win.act_stop.isEnabled()
+    with qtbot.waitSignal(win.runner.run_finished, timeout=3000) as blocker:
+        qtbot.keyClick(win.view.viewport(), Qt.Key_Escape)
+    out = blocker.args[0]
+    assert out.status == "interrupted" and out.node_id == "2"
+    assert win.scene.node_items["2"].state == "interrupted"
+    assert win.act_run.isEnabled() and not win.act_stop.isEnabled()
+
+
+def test_progress_shows_on_the_node_with_its_preview(make_window, qtbot):
+    g = image_graph()
+    g.nodes["2"].params.update(steps=400, delay=0.01)
+    win = make_window(g)
+    assert win.run()
+    item = win.scene.node_items["2"]
+    qtbot.waitUntil(lambda: item.preview is not None and item.progress[0] >= 2, timeout=5000)
+    assert item.state == "running" and item.progress[1] == 400
+    assert item.image_rect is not None  # the live preview is laid out on the node
+    win.stop()
+    qtbot.waitUntil(lambda: not win.runner.running, timeout=5000)
+
+
+def test_validation_problems_highlight_nodes_before_anything_runs(make_window, qtbot):
+    g = Graph()
+    g.add_node(P + "Preview", {}, id="1", pos=(0, 0))  # its images input is not connected
+    g.add_node(P + "SolidImage", {"width": 0}, id="2", pos=(0, 200))  # below the minimum
+    win = make_window(g)
+    out = run_and_wait(win, qtbot)
+    assert out.status == "invalid"
+    items = win.scene.node_items
+    assert "input images" in items["1"].problems
+    assert "param width" in items["2"].problems
+    assert win.log.problems.topLevelItemCount() >= 2
+    # the problem node is outlined in red
+    c = pixel(win.view, item_point(win.view, "1", 0.3, items["1"].h - 8))
+    assert c.red() > 180 and c.green() < 120
+    # the bad param row is outlined too
+    row = items["2"]._row_by_name["width"].rect
+    c = pixel(win.view, items["2"].mapToScene(QPointF(row.center().x(), row.top() + 0.3)))
+    assert c.red() > 150 and c.green() < 120
+    assert all(it.state is None for it in items.values())  # nothing ran
+
+
+def test_fixing_a_problem_clears_its_highlight(make_window, qtbot):
+    g = Graph()
+    g.add_node(P + "SolidImage", {"width": 0}, id="1", pos=(0, 0))
+    g.add_node(P + "Preview", {}, id="2", pos=(300, 0))
+    g.connect("1", "IMAGE", "2", "images")
+    win = make_window(g)
+    run_and_wait(win, qtbot)
+    assert win.scene.node_items["1"].problems
+    win.doc.set_param("1", "width", 16)
+    qtbot.waitUntil(lambda: not win.scene.node_items["1"].problems, timeout=3000)
+
+
+def test_a_failing_node_turns_red_with_its_message(make_window, qtbot):
+    g = image_graph()
+    g.add_node(P + "Fail", {"message": "out of paint"}, id="4", pos=(300, 250))
+    g.connect("1", "IMAGE", "4", "image")
+    g.connect("4", "IMAGE", "3", "images")
+    win = make_window(g)
+    out = run_and_wait(win, qtbot)
+    assert out.status == "failed" and out.node_id == "4"
+    item = win.scene.node_items["4"]
+    assert item.state == "failed" and "out of paint" in item.error
+    # the message box under the node is drawn in red tones
+    c = pixel(win.view, item.mapToScene(QPointF(3, item.h + 8)))
+    assert c.red() > c.green() + 30
+    assert "out of paint" in win.log.log.toPlainText()
+
+
+def test_seed_control_after_run_advances_the_seed_as_an_undo_step(make_window, qtbot):
+    g = Graph()
+    g.add_node(P + "Seeded", {"seed": 5}, id="1", pos=(0, 0))
+    g.add_node(P + "SolidImage", {}, id="2", pos=(0, 200))
+    g.add_node(P + "Preview", {}, id="3", pos=(300, 200))
+    g.connect("2", "IMAGE", "3", "images")
+    g.connect("1", "FLOAT", "2", "red")  # a link into a param overrides it
+    win = make_window(g)
+    out = run_and_wait(win, qtbot)
+    assert out.status == "finished"
+    assert win.doc.graph.nodes["1"].params["seed"] == 6  # "increment" is the default
+    win.doc.undo.undo()
+    assert win.doc.graph.nodes["1"].params["seed"] == 5
+
+
+def test_runs_do_not_block_the_ui(make_window, qtbot):
+    g = image_graph()
+    g.nodes["2"].params.update(steps=50, delay=0.02)
+    win = make_window(g)
+    assert win.run()
+    # the UI thread keeps handling edits while the worker runs
+    win.doc.set_title("1", "Red")
+    assert win.runner.running
+    assert win.doc.graph.nodes["1"].title == "Red"
+    qtbot.waitUntil(lambda: not win.runner.running, timeout=10_000)
