@@ -117,14 +117,19 @@ class OutputCache:
         return key in self._data
 
     def get(self, key: str) -> CacheEntry | None:
-        with self._lock:
-            entry = self._data.get(key)
-            if entry is None:
-                self.misses += 1
-                return None
-            self._data.move_to_end(key)
+        # No lock: dict lookups and OrderedDict.move_to_end are atomic under the GIL; if another
+        # thread evicts the key in between, it simply counts as a miss.
+        entry = self._data.get(key)
+        if entry is not None:
+            try:
+                self._data.move_to_end(key)
+            except KeyError:
+                entry = None
+        if entry is None:
+            self.misses += 1
+        else:
             self.hits += 1
-            return entry
+        return entry
 
     def put(self, key: str, entry: CacheEntry) -> None:
         with self._lock:
@@ -160,8 +165,8 @@ def shared_cache() -> OutputCache:
 class _Step:
     """One node of an execution plan, with the memo of its last signature."""
 
-    __slots__ = ("node_id", "node", "spec", "mode", "inputs", "passthrough", "release", "sig_static",
-                 "memo_params", "memo_up", "memo_fp", "memo_sig")
+    __slots__ = ("node_id", "node", "spec", "mode", "inputs", "srcs", "passthrough", "release",
+                 "sig_static", "memo_params", "memo_up", "memo_fp", "memo_sig")
 
     def __init__(self, node: Node, spec: NodeSpec):
         self.node_id = node.id
@@ -169,6 +174,7 @@ class _Step:
         self.spec = spec
         self.mode = node.mode
         self.inputs: list[tuple[str, str, int]] = []  # (input or param name, src id, output index)
+        self.srcs: tuple[str, ...] = ()  # the src ids of ``inputs``
         self.passthrough: list[tuple[str, int] | None] = []  # bypassed: per output, its source
         self.release: list[str] = []  # sources whose values are no longer needed after this step
         self.sig_static = ""
@@ -357,6 +363,7 @@ class Executor:
                     if not inp.optional and inp.name not in linked:
                         problems.append(Problem("missing_input", "required input is not connected",
                                                 nid, node.type, f"input {inp.name}"))
+            step.srcs = tuple(src for _, src, _ in step.inputs)
             step.sig_static = spec.token + "|" + repr([(n, i) for n, _, i in step.inputs])
             steps.append(step)
             index[nid] = step
@@ -410,8 +417,9 @@ class Executor:
         stop = self._stop
         perf = time.perf_counter
         try:
+            stopped = stop.is_set
             for step in plan.steps:
-                if stop.is_set():
+                if stopped():
                     raise Interrupted(None)
                 nid = step.node_id
                 spec = step.spec
@@ -425,7 +433,7 @@ class Executor:
                         values.pop(src, None)
                     continue
                 params = step.node.params
-                up = tuple(sigs[src] for _, src, _ in step.inputs)
+                up = tuple(map(sigs.__getitem__, step.srcs))
                 fp = None
                 if spec.fingerprint is not None:
                     fp = self._fingerprint(step, params)
@@ -523,12 +531,15 @@ class Executor:
         raise NodeExecutionError(step.node_id, step.spec.type_id, exc, tb, stats) from exc
 
 
+_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
+
+
 def _signature(step: _Step, params: dict[str, Any], up: tuple[str, ...], fp: str | None,
                okey: str) -> str:
     spec = step.spec
     eff = {p.name: params.get(p.name, p.default) for p in spec.params}
     try:
-        ptext = json.dumps(eff, sort_keys=True, separators=(",", ":"))
+        ptext = _ENCODER.encode(eff)
     except (TypeError, ValueError):
         ptext = repr(sorted(eff.items(), key=lambda kv: kv[0]))
     text = f"{step.sig_static}|{okey}|{ptext}|{'|'.join(up)}|{fp}"
