@@ -35,3 +35,12 @@ def test_the_api_example_runs_and_writes_its_output(tmp_path, monkeypatch, capsy
     assert "RunStarted" in out and "RunFinished" in out and "2 node(s) ran" in out
     assert (tmp_path / "output" / "api-example.json").is_file()
     assert len((ROOT / "docs" / "api-example.py").read_text().splitlines()) <= 12
+
+
+def test_every_problem_code_the_engine_uses_is_documented():
+    source = "".join((ROOT / "nodegraph" / f).read_text()
+                     for f in ("format.py", "validate.py", "registry.py", "executor.py"))
+    used = set(re.findall(r'Problem\(\s*"(\w+)"', source))
+    used |= set(re.findall(r'return "(\w+)", ', source)) | set(re.findall(r'code="(\w+)"', source))
+    documented = set(re.findall(r"`(\w+)`", (ROOT / "docs" / "graph-format.md").read_text()))
+    assert used and used <= documented, f"undocumented problem codes: {sorted(used - documented)}"
