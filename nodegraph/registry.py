@@ -140,6 +140,10 @@ class ParamSpec:
     multiline: bool = False
     control_after_run: str | None = None
     description: str = ""
+    check_unlisted: Callable[[Any, RunOptions | None], str | None] | None = None
+    """COMBO only: consulted for a value that is not among the choices. It returns None to accept
+    the value anyway (e.g. an image path outside the input folder) or the message saying why not
+    (e.g. which folders were searched for a model file and what they hold)."""
 
     def __post_init__(self) -> None:
         where = f"param {self.name!r}"
@@ -226,6 +230,9 @@ class ParamSpec:
             except TypeError:
                 ok = False
             if not ok:
+                if self.check_unlisted is not None:
+                    why = self.check_unlisted(value, options)
+                    return None if why is None else ("bad_choice", why)
                 return "bad_choice", _choice_message(value, choices)
             return None
         if self.min is not None and value < self.min:
@@ -298,9 +305,13 @@ def Boolean(name: str, default: bool = False, *, description: str = "") -> Param
 
 
 def Combo(name: str, choices: Sequence[Any] | ChoicesProvider, default: Any = None, *,
-          description: str = "") -> ParamSpec:
-    """A choice among ``choices`` (a list, or a provider ``f(options)`` evaluated when needed)."""
-    return ParamSpec(name, COMBO, default, choices=choices, description=description)
+          description: str = "",
+          check_unlisted: Callable[[Any, RunOptions | None], str | None] | None = None) -> ParamSpec:
+    """A choice among ``choices`` (a list, or a provider ``f(options)`` evaluated when needed).
+    ``check_unlisted(value, options)`` may accept a value that is not listed (return None) or
+    explain why it is refused (return the message)."""
+    return ParamSpec(name, COMBO, default, choices=choices, description=description,
+                     check_unlisted=check_unlisted)
 
 
 _spec_tokens = itertools.count(1)

@@ -13,7 +13,12 @@ from collections.abc import Iterator
 from nodegraph import NodeSpec, SocketType, hookimpl
 
 MODULES: tuple[str, ...] = (
-    # one line per node module, e.g. "loaders",
+    "loaders",
+    "conditioning",
+    "latent",
+    "sampling",
+    "image",
+    "upscale",
 )
 
 SOCKET_TYPES = (
@@ -42,3 +47,9 @@ def nodegraph_register_nodes() -> Iterator[NodeSpec]:
     for name in MODULES:
         module = importlib.import_module(f"{__name__}.{name}")
         yield from module.NODES
+
+
+def builtin_specs() -> dict[str, NodeSpec]:
+    """Every built-in node spec by type id (without building a registry), e.g. for exporting a graph
+    to ComfyUI's API format."""
+    return {spec.type_id: spec for spec in nodegraph_register_nodes()}

@@ -405,3 +405,20 @@ def list_models(category: str) -> list[str]:
 def find_model(category: str, name: str) -> Path:
     """``default_folders().find(category, name)``."""
     return default_folders().find(category, name)
+
+
+_by_roots: dict[tuple[str, ...], ModelFolders] = {}
+
+
+def folders_for(models_dirs: Sequence[str | os.PathLike[str]] = ()) -> ModelFolders:
+    """The model folders of a run: ``models_dirs`` (``RunOptions.models_dirs``, i.e. ``--models``) searched
+    first, then everything ``default_folders()`` searches. Without ``models_dirs`` this is
+    ``default_folders()``; otherwise one cached ``ModelFolders`` per distinct list of roots."""
+    if not models_dirs:
+        return default_folders()
+    key = tuple(os.path.abspath(os.fspath(d)) for d in models_dirs)
+    with _default_lock:
+        folders = _by_roots.get(key)
+        if folders is None:
+            folders = _by_roots[key] = ModelFolders(key)
+        return folders

@@ -220,11 +220,17 @@ def save_images(
     return paths
 
 
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
+
 def _write_new_file(folder: Path, stem: str, counter: int, data: bytes) -> tuple[Path, int]:
     """Write ``data`` atomically to the first free ``<stem>_<counter>_.png``; return (path, counter)."""
     fd, tmp_name = tempfile.mkstemp(prefix=".nodegraph-", suffix=".tmp", dir=folder)
     tmp = Path(tmp_name)
     try:
+        if hasattr(os, "fchmod"):  # mkstemp makes the file private (0600); outputs get the usual mode
+            os.fchmod(fd, 0o666 & ~_UMASK)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
