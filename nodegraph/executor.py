@@ -19,7 +19,7 @@ import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any, NamedTuple, Union
 
 from .context import RunContext, RunOptions
 from .errors import GraphValidationError, Interrupted, NodeExecutionError, Problem
@@ -91,8 +91,9 @@ def estimate_nbytes(obj: Any, _depth: int = 0) -> int:
     return 0
 
 
-@dataclass(frozen=True)
-class CacheEntry:
+class CacheEntry(NamedTuple):
+    """A node's cached outputs, what it showed (``ui``) and their estimated size."""
+
     outputs: tuple[Any, ...]
     ui: dict[str, Any]
     nbytes: int
@@ -289,24 +290,25 @@ class Executor:
             if t not in nodes:
                 problems.append(Problem("missing_node", f"there is no node {t!r} to compute", t))
         needed: set[str] = set()
+        edges: list[tuple[str, str]] = []
+        ins = graph._in  # links into each node, by input name
         stack = [t for t in targets if t in nodes]
         while stack:
             nid = stack.pop()
             if nid in needed:
                 continue
             needed.add(nid)
-            for link in graph.inputs_of(nid).values():
+            for link in ins.get(nid, {}).values():
                 src = nodes.get(link.src)
-                if src is not None and src.mode != "muted" and link.src not in needed:
-                    stack.append(link.src)
+                if src is not None and src.mode != "muted":
+                    edges.append((link.src, nid))
+                    if link.src not in needed:
+                        stack.append(link.src)
         import networkx as nx
 
         dag = nx.DiGraph()
         dag.add_nodes_from(sorted(needed, key=_id_key))
-        for nid in needed:
-            for link in graph.inputs_of(nid).values():
-                if link.src in needed:
-                    dag.add_edge(link.src, nid)
+        dag.add_edges_from(edges)
         try:
             order = list(nx.topological_sort(dag))
         except nx.NetworkXUnfeasible:
@@ -326,17 +328,18 @@ class Executor:
                                         nid, node.type, "type"))
                 continue
             step = _Step(node, spec)
-            links = graph.inputs_of(nid)
-            for name, link in sorted(links.items()):
+            links = ins.get(nid, {})
+            for name, link in (sorted(links.items()) if len(links) > 1 else links.items()):
                 src = nodes.get(link.src)
-                field_name = ("param " if spec.input(name) is None else "input ") + name
+                is_input = spec.input(name) is not None
+                field_name = ("input " if is_input else "param ") + name
                 if src is None:
                     problems.append(Problem("missing_node", f"linked from node {link.src!r}, which "
                                             "does not exist", nid, node.type, field_name))
                     continue
                 if src.mode == "muted":
                     continue
-                if spec.input(name) is None and spec.param(name) is None:
+                if not is_input and spec.param(name) is None:
                     problems.append(Problem("unknown_input", f"{spec.type_id} has no input "
                                             f"{name!r}", nid, node.type, f"input {name}"))
                     continue
@@ -437,11 +440,13 @@ class Executor:
                 fp = None
                 if spec.fingerprint is not None:
                     fp = self._fingerprint(step, params)
+                eff = None  # the params with defaults filled in, when computed
                 if (step.memo_params is not None and up == step.memo_up and fp == step.memo_fp
                         and params == step.memo_params):
                     sig = step.memo_sig
                 else:
-                    sig = _signature(step, params, up, fp, okey[1] if spec.output_node else okey[0])
+                    eff = {p.name: params.get(p.name, p.default) for p in spec.params}
+                    sig = _signature(step, eff, up, fp, okey[1] if spec.output_node else okey[0])
                     step.memo_params = _snapshot(params)
                     step.memo_up, step.memo_fp, step.memo_sig = up, fp, sig
                 entry = None if spec.not_cacheable else cache.get(sig)
@@ -455,7 +460,8 @@ class Executor:
                 else:
                     if emit:
                         emit(NodeStarted(nid, spec.type_id))
-                    kwargs = {p.name: params.get(p.name, p.default) for p in spec.params}
+                    kwargs = eff if eff is not None else {
+                        p.name: params.get(p.name, p.default) for p in spec.params}
                     for name, src, idx in step.inputs:
                         v = values[src][idx]
                         if v is not _MISSING:
@@ -479,7 +485,9 @@ class Executor:
                     seconds = perf() - t0
                     node_ui = ctx.ui if ctx is not None else {}
                     if not spec.not_cacheable:
-                        cache.put(sig, CacheEntry(outs, node_ui, sum(estimate_nbytes(o) for o in outs)))
+                        nbytes = (estimate_nbytes(outs[0]) if len(outs) == 1
+                                  else sum(estimate_nbytes(o) for o in outs))
+                        cache.put(sig, CacheEntry(outs, node_ui, nbytes))
                     else:
                         sig = f"{sig}@run{run_id}"
                     values[nid] = outs
@@ -534,10 +542,9 @@ class Executor:
 _ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
 
 
-def _signature(step: _Step, params: dict[str, Any], up: tuple[str, ...], fp: str | None,
+def _signature(step: _Step, eff: dict[str, Any], up: tuple[str, ...], fp: str | None,
                okey: str) -> str:
-    spec = step.spec
-    eff = {p.name: params.get(p.name, p.default) for p in spec.params}
+    """Hash of the node's type, run options, effective params, upstream signatures, fingerprint."""
     try:
         ptext = _ENCODER.encode(eff)
     except (TypeError, ValueError):
