@@ -163,25 +163,30 @@ def parse_value(kind: str, text: str) -> Any:
     return text  # STRING, COMBO
 
 
-def parse_assignment(graph: Graph, registry: Registry, text: str) -> tuple[Node, str, Any]:
-    """Parse ``NODE.PARAM=VALUE`` against a graph: which node, which param, the typed value."""
+def parse_assignment(graph: Graph, registry: Registry, text: str, *,
+                     option: str = "--set") -> tuple[Node, str, Any]:
+    """Parse ``NODE.PARAM=VALUE`` against a graph: which node, which param, the typed value.
+    ``option`` names the flag in error messages (``--sweep`` reuses this parser)."""
     key, sep, raw = text.partition("=")
     ref, dot, name = key.rpartition(".")
     if not sep or not dot or not ref or not name:
-        raise UsageError(f"--set {text!r}: write NODE.PARAM=VALUE, e.g. 3.seed=42 or "
+        raise UsageError(f"{option} {text!r}: write NODE.PARAM=VALUE, e.g. 3.seed=42 or "
                          "\"My Sampler.steps=30\"")
-    node = graph.find(ref)
+    try:
+        node = graph.find(ref)
+    except UsageError as exc:
+        raise UsageError(f"{option} {text!r}: {exc}") from None
     spec = registry.get(node.type)
     if spec is None:
-        raise UsageError(f"--set {text!r}: {registry.unknown_type_message(node.type)}")
+        raise UsageError(f"{option} {text!r}: {registry.unknown_type_message(node.type)}")
     param = spec.param(name)
     if param is None:
-        raise UsageError(f"--set {text!r}: node {node.label} has no param {name!r}; its params are "
+        raise UsageError(f"{option} {text!r}: node {node.label} has no param {name!r}; its params are "
                          + (", ".join(p.name for p in spec.params) or "none"))
     try:
         value = parse_value(param.kind, raw)
     except ValueError as exc:
-        raise UsageError(f"--set {text!r}: {exc}") from None
+        raise UsageError(f"{option} {text!r}: {exc}") from None
     if param.kind == COMBO:
         choices = param.resolve_choices()
         if value not in choices:
@@ -238,3 +243,14 @@ def interrupt() -> None:
 def nodes() -> Registry:
     """The registry of the default session (every node type and socket type)."""
     return default_session().registry
+
+
+def batch(graph: Graph | str | os.PathLike[str] | None, out_dir: str | os.PathLike[str],
+          sweeps: Iterable[str] = (), **kwargs: Any) -> Any:
+    """Run or resume a batch of sweeps (``["3.seed=0:100", "Positive.text=@prompts.txt"]``) with
+    local workers (``workers=N``) or on a Ray cluster (``ray="host:6379"``); returns a
+    ``nodegraph.batch.BatchResult``. See ``nodegraph.batch.run_batch`` and docs/batch.md."""
+    from .batch import run_batch
+
+    kwargs.setdefault("session", default_session())
+    return run_batch(graph, out_dir, sweeps, **kwargs)

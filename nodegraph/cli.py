@@ -1,4 +1,4 @@
-"""The ``nodegraph`` command: run, validate, nodes, plugins."""
+"""The ``nodegraph`` command: run, validate, nodes, plugins, batch."""
 from __future__ import annotations
 
 import argparse
@@ -62,6 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     plugins = sub.add_parser("plugins", help="list node packs, with errors of those that failed")
     plugins.add_argument("--json", action="store_true")
+
+    from .batch.cli import add_parser as add_batch_parser
+
+    add_batch_parser(sub)
     return parser
 
 
@@ -191,7 +195,14 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"run": cmd_run, "validate": cmd_validate, "nodes": cmd_nodes, "plugins": cmd_plugins}
+def cmd_batch(args: argparse.Namespace) -> int:
+    from .batch.cli import cmd_batch as run
+
+    return run(args)
+
+
+COMMANDS = {"run": cmd_run, "validate": cmd_validate, "nodes": cmd_nodes, "plugins": cmd_plugins,
+            "batch": cmd_batch}
 
 
 # --------------------------------------------------------------------------------------------

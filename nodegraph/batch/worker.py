@@ -1,0 +1,200 @@
+"""The worker side of a batch: run items with the ordinary engine, return their files' bytes.
+
+A worker process (local or a Ray actor) holds one :class:`ItemRunner`: one Session whose executor
+uses the process-wide cache, and one copy of the graph on which each item's overrides are set —
+so the model loader's output (and the weights behind it) stays cached from item to item and a
+model loads once per worker. Each item runs into a private staging folder; the files the output
+nodes report (``ctx.ui["files"]``) are read back, the staging folder removed, and the bytes
+returned to the coordinator, which alone writes the batch folder. Models are read from the
+worker's own model folders; nothing big travels.
+
+A result is a plain dict: ``{"status": "ok", "outputs": [...], "seconds", "model_loads"}`` or
+``{"status": "error", "kind": "graph" | "oom" | "model_mismatch" | "internal", "error": text}``.
+Errors of the graph are returned, never raised, so the coordinator can tell them from a worker
+that died.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..context import RunOptions
+from ..errors import GraphValidationError, NodeExecutionError, UsageError
+from .writer import Output
+
+LOAD_COUNTERS: list[Callable[[], int]] = []
+"""Extra model-load counters a node pack may register (the built-in ModelManager is read
+directly); a worker reports their sum as ``model_loads``."""
+
+
+def model_loads() -> int:
+    """Model files this process has loaded so far (ModelManager's count plus LOAD_COUNTERS)."""
+    total = 0
+    memory = sys.modules.get("nodes.sd.memory")
+    manager = getattr(memory, "_MANAGER", None) if memory is not None else None
+    if manager is not None:
+        total += int(manager.stats.loads)
+    for counter in LOAD_COUNTERS:
+        total += int(counter())
+    return total
+
+
+@dataclass
+class WorkerConfig:
+    """What a worker needs to start: the graph file's data, run options, its thread count."""
+
+    graph: dict[str, Any]
+    device: str = "auto"
+    dtype: str = "auto"
+    models_dirs: tuple[str, ...] = ()
+    threads: int | None = None
+    staging_root: str | None = None  # default: the system's temporary folder
+    name: str = "worker"
+    verify_models: bool = True
+    env: dict[str, str] = field(default_factory=dict)
+
+
+def set_threads(threads: int | None) -> None:
+    """Limit the CPU threads of this process's math libraries (call before importing torch; it is
+    applied to torch too when torch is already loaded)."""
+    if not threads:
+        return
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[var] = str(threads)
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+
+
+class ItemRunner:
+    """Runs items of one batch in this process (see the module docstring)."""
+
+    def __init__(self, config: WorkerConfig):
+        os.environ.update(config.env)
+        set_threads(config.threads)
+        from .. import format as graph_format
+        from ..api import Session
+
+        self.config = config
+        self.options = RunOptions(device=config.device, dtype=config.dtype,
+                                  models_dirs=tuple(Path(p) for p in config.models_dirs))
+        self.session = Session(options=self.options)
+        self.session.registry  # load the node packs now, not during the first item
+        self.graph = graph_format.from_data(config.graph)
+        self._base = {nid: dict(n.params) for nid, n in self.graph.nodes.items()}
+        self._staging = Path(tempfile.mkdtemp(prefix=f"nodegraph-batch-{os.getpid()}-",
+                                              dir=config.staging_root))
+        self._touched: set[tuple[str, str]] = set()
+        self._resolver: Callable[[str], Path | None] | None = None
+        self._hasher: Any = None
+        self.items_run = 0
+
+    def info(self) -> dict[str, Any]:
+        """Who this worker is: process id, host, thread count (for progress and logs)."""
+        torch = sys.modules.get("torch")
+        return {"pid": os.getpid(), "host": socket.gethostname(), "name": self.config.name,
+                "threads": torch.get_num_threads() if torch is not None else self.config.threads}
+
+    def close(self) -> None:
+        shutil.rmtree(self._staging, ignore_errors=True)
+
+    # -- one item ---------------------------------------------------------------------------
+    def run(self, task: dict[str, Any]) -> dict[str, Any]:
+        """Run one item: ``task`` has ``index``, ``key``, ``overrides`` and ``models``."""
+        start = time.perf_counter()
+        folder = self._staging / f"{int(task['index']):06d}-{task.get('attempt', 1)}"
+        try:
+            mismatch = self._check_models(task.get("models") or {})
+            if mismatch:
+                return {"status": "error", "kind": "model_mismatch", "error": mismatch}
+            self._apply(task.get("overrides") or [])
+            set_threads(self.config.threads)
+            result = self.session.run(self.graph, out_dir=folder)
+            outputs = _collect(result.ui, folder)
+            set_threads(self.config.threads)  # torch may have been imported by this item
+        except (NodeExecutionError, GraphValidationError, UsageError) as exc:
+            return {"status": "error", "kind": _error_kind(exc), "error": _describe(exc)}
+        except MemoryError as exc:
+            return {"status": "error", "kind": "oom", "error": f"out of memory: {exc}"}
+        except Exception as exc:  # a bug outside the nodes: report it, do not kill the worker
+            return {"status": "error", "kind": "internal",
+                    "error": f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"}
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+        self.items_run += 1
+        return {"status": "ok", "outputs": outputs, "seconds": time.perf_counter() - start,
+                "model_loads": model_loads()}
+
+    def _apply(self, overrides: list[list[Any]]) -> None:
+        """Set this item's overrides; params only an earlier item set go back to the graph's."""
+        touched = {(node_id, param) for node_id, param, _ in overrides}
+        for node_id, param in self._touched - touched:
+            base = self._base[node_id]
+            if param in base:
+                self.graph.set_param(node_id, param, base[param])
+            else:
+                self.graph.nodes[node_id].params.pop(param, None)
+        for node_id, param, value in overrides:
+            self.graph.set_param(node_id, param, value)
+        self._touched = touched
+
+    def _check_models(self, expected: dict[str, str]) -> str | None:
+        """A message if a model file here differs from the one the coordinator hashed."""
+        if not expected or not self.config.verify_models:
+            return None
+        from .items import ModelHasher, default_hash_cache, folder_resolver
+
+        if self._resolver is None:
+            self._resolver = folder_resolver(self.config.models_dirs)
+            self._hasher = ModelHasher(default_hash_cache())
+        for name, sha in sorted(expected.items()):
+            path = self._resolver(name)
+            if path is None:
+                return (f"model {name!r} is not in this worker's model folders on "
+                        f"{socket.gethostname()}; copy it there (see docs/batch.md)")
+            here = self._hasher.sha256(path)
+            if here != sha:
+                return (f"model {name!r} on {socket.gethostname()} ({path}) has sha256 {here[:12]}…, "
+                        f"the coordinator's has {sha[:12]}…; copy the same file to every node")
+        return None
+
+
+
+def _collect(ui: dict[str, dict[str, Any]], folder: Path) -> list[Output]:
+    """The files output nodes wrote into the staging folder, per node (by id) and element."""
+    outputs = []
+    root = folder.resolve()
+    for node_id in sorted(ui, key=_id_order):
+        element = 0
+        for entry in ui[node_id].get("files", []) or []:
+            path = Path(entry).resolve()
+            if not path.is_relative_to(root) or not path.is_file():
+                continue  # e.g. a preview in a temporary folder: not an output of the batch
+            outputs.append(Output(node_id, element, path.suffix.lower(), path.read_bytes()))
+            element += 1
+    return outputs
+
+
+def _id_order(node_id: str) -> tuple[int, int, str]:
+    return (0, int(node_id), "") if node_id.isascii() and node_id.isdigit() else (1, 0, node_id)
+
+
+def _error_kind(exc: BaseException) -> str:
+    cause = getattr(exc, "error", None) or exc.__cause__
+    name = type(cause).__name__ if cause is not None else ""
+    if isinstance(cause, MemoryError) or "OutOfMemory" in name:
+        return "oom"
+    return "graph"
+
+
+def _describe(exc: BaseException) -> str:
+    return str(exc)
