@@ -226,7 +226,9 @@ def _snapshot(params: dict[str, Any]) -> dict[str, Any]:
 class Executor:
     """Runs graphs against one registry, sharing a cache of node outputs across runs and graphs.
 
-    One run at a time per Executor; :meth:`interrupt` may be called from any thread.
+    One run at a time per Executor; :meth:`interrupt` may be called from any thread. A run reads
+    the graph while it goes: an editor that stays editable during a run should run a copy
+    (``graph.copy()``) — signatures are content-based, so the copy still hits the cache.
     """
 
     def __init__(self, registry: Registry, cache: OutputCache | None = None,
