@@ -94,10 +94,11 @@ class Session:
 
     def run(self, graph: Graph, *, on_event: Callbacks = None, outputs: Iterable[str] | None = None,
             validate: bool = True, out_dir: str | os.PathLike[str] | None = None,
-            options: RunOptions | None = None) -> RunResult:
+            options: RunOptions | None = None, advance: bool = False) -> RunResult:
         """Validate (errors raise GraphValidationError) and run. Raises NodeExecutionError naming
         the failed node, or Interrupted. ``outputs`` names nodes whose outputs you want back
-        (default: the output nodes)."""
+        (default: the output nodes). ``advance=True`` applies each seed's "control after run"
+        once the run succeeded (:meth:`advance_controls`), as editors do."""
         opts = options or self.options
         if out_dir is not None:
             opts = RunOptions(opts.device, opts.dtype, Path(out_dir), opts.models_dirs, opts.extra)
@@ -105,7 +106,10 @@ class Session:
             bad = errors(_validate(graph, self.registry, opts))
             if bad:
                 raise GraphValidationError(bad)
-        return self.executor.run(graph, outputs=outputs, on_event=on_event, options=opts)
+        result = self.executor.run(graph, outputs=outputs, on_event=on_event, options=opts)
+        if advance:
+            self.advance_controls(graph)
+        return result
 
     def interrupt(self) -> None:
         """Stop the current run (safe from any thread)."""

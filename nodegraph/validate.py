@@ -73,7 +73,10 @@ def _check_params(node: Node, spec: NodeSpec, links: Any, options: RunOptions | 
                     choices_memo[id(p)] = choices
                     continue
                 choices_memo[id(p)] = choices
-        bad = p.check(params[p.name], options, choices)
+        try:
+            bad = p.check(params[p.name], options, choices)
+        except Exception as exc:  # a pack's check_unlisted failing must not stop validation
+            bad = ("choices_failed", f"could not check the value: {type(exc).__name__}: {exc}")
         if bad is not None:
             add(Problem(bad[0], bad[1], node.id, node.type, f"param {p.name}"))
     known = spec.param_names

@@ -128,3 +128,12 @@ def test_save_and_load_round_trip(session, tmp_path):
     g, _ = control_graph(session, "increment")
     path = session.save(g, tmp_path / "g.json")
     assert session.load(path) == g
+
+
+def test_run_with_advance_applies_control_after_run_once_it_succeeded(session):
+    g, n = control_graph(session, "increment")
+    g.connect(n, "value", session.add_node(g, "Sink"), "value")
+    session.run(g, advance=True)
+    assert ngtest.SINK == [5020] and n.params["seed"] == 6
+    session.run(g)
+    assert n.params["seed"] == 6

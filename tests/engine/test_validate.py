@@ -233,3 +233,15 @@ def test_problems_serialise_to_json(registry):
 def test_an_empty_graph_says_so(registry):
     (p,) = validate(Graph(), registry)
     assert p.code == "no_output_node" and "empty" in p.message
+
+
+def test_a_failing_check_of_unlisted_values_is_a_problem_not_a_crash():
+    def broken(value, options):
+        raise RuntimeError("checker bug")
+
+    reg = Registry()
+    reg.add_node(NodeSpec("M", lambda name: name, output_node=True,
+                          params=(Combo("name", ["a"], check_unlisted=broken),)))
+    g = Graph()
+    g.add_node("M", {"name": "zzz"})
+    assert "checker bug" in only(validate(g, reg), "choices_failed").message
