@@ -502,8 +502,6 @@ class Executor:
                 sigs[nid] = sig
                 for src in step.release:
                     values.pop(src, None)
-            if stop.is_set():
-                raise Interrupted(None)
         except Interrupted as exc:
             stats.total_seconds = perf() - t_start
             exc.stats = stats
