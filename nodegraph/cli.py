@@ -268,8 +268,7 @@ class _RunDisplay:
                 self._close_step()
                 self.step_bar = tqdm(total=event.total, desc=self._label(event.node_id),
                                      unit="step", file=self.stream, position=1, leave=False)
-            self.step_bar.n = event.step
-            self.step_bar.refresh()
+            self.step_bar.update(event.step - self.step_bar.n)
         elif isinstance(event, (NodeFinished, NodeCached, NodeFailed)):
             self._close_step()
             if self.nodes_bar is not None:
