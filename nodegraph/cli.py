@@ -267,7 +267,8 @@ class _RunDisplay:
             if self.step_bar is None or self.step_bar.total != event.total:
                 self._close_step()
                 self.step_bar = tqdm(total=event.total, desc=self._label(event.node_id),
-                                     unit="step", file=self.stream, position=1, leave=False)
+                                     unit="step", file=self.stream, position=1, leave=False,
+                                     mininterval=0)  # steps are slow: show every one
             self.step_bar.update(event.step - self.step_bar.n)
         elif isinstance(event, (NodeFinished, NodeCached, NodeFailed)):
             self._close_step()
