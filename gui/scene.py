@@ -12,8 +12,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from PySide6.QtCore import QLineF, QPointF, QRectF, QTimer, Signal
-from PySide6.QtGui import QImage, QPainter
+from PySide6.QtCore import QLine, QPointF, QRectF, QTimer, Signal
+from PySide6.QtGui import QImage, QPainter, QPen
 from PySide6.QtWidgets import QGraphicsItem, QGraphicsScene
 
 from nodegraph.errors import Problem
@@ -22,7 +22,8 @@ from nodegraph.registry import Registry
 
 from . import graphops, theme
 from .items.group import GroupItem
-from .items.node import NodeItem
+from .items.node import LOD_BOX, NodeItem
+from .items.overview import OverviewItem
 from .items.reroute import RerouteItem
 from .items.wire import WireItem
 
@@ -61,7 +62,12 @@ class GraphScene(QGraphicsScene):
         self._flush_timer.setSingleShot(True)
         self._flush_timer.setInterval(0)
         self._flush_timer.timeout.connect(self.flush_wires)
+        self.selectionChanged.connect(lambda: self.refresh_overview(geometry=False))
+        self.decorated: set[NodeItem] = set()  # nodes with a run state or problems
         self.wire_drag: WireDrag | None = None
+        self.cache_nodes = True  # pixmap cache per node while zoomed in (see set_zoom)
+        self.overview_on = False  # zoomed out: one item paints every node and wire (set_zoom)
+        self.overview: OverviewItem | None = None
         self.editing: tuple[str, str] | None = None
         self.show_grid = True
         self.set_graph(graph)
@@ -74,14 +80,19 @@ class GraphScene(QGraphicsScene):
                 self.graph.remove_listener(self._on_change)
             except ValueError:
                 pass
+        self.overview = None  # deleted by clear()
         self.clear()
         self.node_items.clear()
         self.wires.clear()
         self.reroute_items.clear()
         self.group_items = []
+        self.decorated = set()
         self._wires_of.clear()
         self._dirty.clear()
         self.graph = graph
+        self.overview = OverviewItem(self)
+        self.overview.setVisible(self.overview_on)
+        self.addItem(self.overview)
         for node in graph.nodes.values():
             self._add_node_item(node.id)
         for link in graph.iter_links():
@@ -99,6 +110,11 @@ class GraphScene(QGraphicsScene):
     def _add_node_item(self, node_id: str) -> NodeItem:
         node = self.graph.nodes[node_id]
         item = NodeItem(self, node, self.registry.get(node.type))
+        if self.cache_nodes:
+            item.setCacheMode(QGraphicsItem.DeviceCoordinateCache)
+        if self.overview_on:
+            item.setOpacity(0.0)
+            self.overview.update()
         self.addItem(item)
         self.node_items[node_id] = item
         return item
@@ -109,6 +125,8 @@ class GraphScene(QGraphicsScene):
         if old is not None:
             self._drop_wire(old)
         wire = WireItem(self, link)
+        if self.overview_on:
+            wire.setOpacity(0.0)
         self.addItem(wire)
         self.wires[key] = wire
         self._wires_of.setdefault(link.src, set()).add(key)
@@ -151,6 +169,7 @@ class GraphScene(QGraphicsScene):
         elif kind == "node_removed":
             item = self.node_items.pop(ch.node_id, None)
             if item is not None:
+                self.decorated.discard(item)
                 self.removeItem(item)
         elif kind == "link_added":
             self._add_wire(ch.link)
@@ -186,6 +205,8 @@ class GraphScene(QGraphicsScene):
                 self.node_moved(ch.node_id)
         elif kind == "groups_changed":
             self._rebuild_groups()
+        self.refresh_overview(geometry=kind not in ("param_changed", "mode_changed",
+                                                    "groups_changed"))
         self.graph_changed.emit(ch)
 
     def _touch_ends(self, link: Link) -> None:
@@ -196,6 +217,47 @@ class GraphScene(QGraphicsScene):
                     item.relayout()
                     self.node_moved(nid)
                 item.update()
+
+    def set_zoom(self, scale: float) -> None:
+        """Zoomed in, each node is painted once into a pixmap and blitted while it moves or the
+        view pans; zoomed out to boxes, painting directly is cheaper than keeping pixmaps."""
+        want = scale >= LOD_BOX
+        if want != self.cache_nodes:
+            self.cache_nodes = want
+            mode = QGraphicsItem.DeviceCoordinateCache if want else QGraphicsItem.NoCache
+            for item in self.node_items.values():
+                item.setCacheMode(mode)
+        overview = scale < LOD_BOX
+        if overview != self.overview_on:
+            self.overview_on = overview
+            opacity = 0.0 if overview else 1.0
+            for item in self.node_items.values():
+                item.setOpacity(opacity)
+            for wire in self.wires.values():
+                wire.setOpacity(opacity)
+            self.overview.setVisible(overview)
+
+    def refresh_overview(self, geometry: bool = True) -> None:
+        """Something drawn in the overview changed (call freely; nothing happens zoomed in).
+        ``geometry``: nodes or wires moved or changed (rebuild), else only marks changed."""
+        ov = self.overview
+        if ov is None:
+            return
+        try:
+            if geometry:
+                ov._batches = None
+            if self.overview_on:
+                ov.update()
+        except RuntimeError:  # the scene is being torn down
+            self.overview = None
+
+    def set_wire_drag(self, drag: WireDrag | None) -> None:
+        """Start or end a wire drag: every node repaints its sockets (highlighted or dimmed)."""
+        self.wire_drag = drag
+        for item in self.node_items.values():
+            item.update()
+        for wire in self.wires.values():
+            wire.update()
 
     # -- wires -----------------------------------------------------------------------------
     def _mark(self, key: tuple[str, str]) -> None:
@@ -211,6 +273,13 @@ class GraphScene(QGraphicsScene):
             if not self._flush_timer.isActive():
                 self._flush_timer.start()
 
+    def mark_wires(self, keys) -> None:
+        """These wires need new paths (recomputed together by flush_wires)."""
+        if keys:
+            self._dirty.update(keys)
+            if not self._flush_timer.isActive():
+                self._flush_timer.start()
+
     def flush_wires(self) -> None:
         """Recompute the paths of every dirty wire (call once per frame while dragging)."""
         self._flush_timer.stop()
@@ -219,6 +288,8 @@ class GraphScene(QGraphicsScene):
             wire = self.wires.get(key)
             if wire is not None:
                 wire.update_path()
+        if dirty:
+            self.refresh_overview()
 
     # -- run state and problems ----------------------------------------------------------------
     def clear_run_state(self) -> None:
@@ -237,12 +308,16 @@ class GraphScene(QGraphicsScene):
             if new != item.problems:
                 item.problems = new
                 item.update()
+                if new:
+                    self.decorated.add(item)
+        self.refresh_overview(geometry=False)
 
     def set_node_images(self, node_id: str, images: list[QImage]) -> None:
         item = self.node_items.get(node_id)
         if item is not None:
             item.set_images(images)
             self.node_moved(node_id)
+            self.refresh_overview()
 
     # -- queries ---------------------------------------------------------------------------
     def selected_node_ids(self) -> list[str]:
@@ -274,28 +349,32 @@ class GraphScene(QGraphicsScene):
         painter.fillRect(rect, theme.CANVAS)
         if not self.show_grid:
             return
-        scale = painter.worldTransform().m11()
-        painter.setRenderHint(QPainter.Antialiasing, False)
+        t = painter.worldTransform()
+        scale = t.m11()
         step = GRID
         while step * scale < 12:
             step *= 5
         major = step * 5
+        dev = t.mapRect(rect).toAlignedRect()
+        painter.save()
+        painter.resetTransform()  # integer device coordinates: the raster engine's fast lines
+        painter.setRenderHint(QPainter.Antialiasing, False)
         for spacing, color in ((step, theme.GRID_MINOR), (major, theme.GRID_MAJOR)):
             if spacing * scale < 12:
                 continue
-            left = math.floor(rect.left() / spacing) * spacing
-            top = math.floor(rect.top() / spacing) * spacing
             lines = []
-            x = left
-            while x < rect.right():
-                lines.append(QLineF(x, rect.top(), x, rect.bottom()))
+            x = math.floor(rect.left() / spacing) * spacing
+            while x <= rect.right():
+                if spacing == major or x % major:
+                    xd = round(x * scale + t.dx())
+                    lines.append(QLine(xd, dev.top(), xd, dev.bottom()))
                 x += spacing
-            y = top
-            while y < rect.bottom():
-                lines.append(QLineF(rect.left(), y, rect.right(), y))
+            y = math.floor(rect.top() / spacing) * spacing
+            while y <= rect.bottom():
+                if spacing == major or y % major:
+                    yd = round(y * scale + t.dy())
+                    lines.append(QLine(dev.left(), yd, dev.right(), yd))
                 y += spacing
-            pen = painter.pen()
-            pen.setColor(color)
-            pen.setWidthF(0)
-            painter.setPen(pen)
+            painter.setPen(QPen(color, 1))
             painter.drawLines(lines)
+        painter.restore()

@@ -38,6 +38,8 @@ class _Move:
     reroutes: dict[tuple[tuple[str, str], int], QPointF] = field(default_factory=dict)
     groups: dict[int, QPointF] = field(default_factory=dict)
     moved: bool = False
+    rigid: list = field(default_factory=list)  # wires whose ends all move: translated, not redrawn
+    loose: set = field(default_factory=set)  # wires with one end moving: new path each frame
 
 
 @dataclass
@@ -176,6 +178,7 @@ class GraphView(QGraphicsView):
         self.scale(factor, factor)
         after = self.mapToScene(view_pos)
         self.pan_scene(after - before)
+        self.gs.set_zoom(self.zoom)
 
     def pan_scene(self, delta: QPointF) -> None:
         """Move the content by ``delta`` scene units (positive: content moves right/down)."""
@@ -201,6 +204,7 @@ class GraphView(QGraphicsView):
         elif self.zoom < MIN_SCALE:
             self.set_zoom(MIN_SCALE)
             self.centerOn(rect.center())
+        self.gs.set_zoom(self.zoom)
 
     def fit_all(self) -> None:
         self.fit_rect(self.gs.nodes_rect())
@@ -224,6 +228,8 @@ class GraphView(QGraphicsView):
         return super().event(ev)
 
     def viewportEvent(self, ev: QEvent) -> bool:
+        if ev.type() == QEvent.Paint:
+            self.gs.set_zoom(self.zoom)  # however the zoom changed, pick the node cache mode
         # Keys sent to the viewport would otherwise move focus on Tab before reaching the view.
         if ev.type() == QEvent.KeyPress and ev.key() == Qt.Key_Tab and not self.inline.active:
             self.open_search(self._cursor_view_pos())
@@ -440,6 +446,20 @@ class GraphView(QGraphicsView):
                 for it in items:
                     if rect.contains(it.pos()):
                         mv.reroutes[(key, it.index)] = it.pos()
+        moving = set(mv.nodes)
+        moving_points = {key for key, _ in mv.reroutes}
+        for key, wire in self.gs.wires.items():
+            link = wire.link
+            ends = (link.src in moving) + (link.dst in moving)
+            if ends == 0 and key not in moving_points:
+                continue
+            has_points = key in self.gs.reroute_items
+            all_points = has_points and all((key, it.index) in mv.reroutes
+                                            for it in self.gs.reroute_items[key])
+            if ends == 2 and (not has_points or all_points):
+                mv.rigid.append(wire)
+            else:
+                mv.loose.add(key)
         self._move = mv
 
     def _drag_move(self, pos: QPointF) -> None:
@@ -457,20 +477,17 @@ class GraphView(QGraphicsView):
             item = items.get(nid)
             if item is not None:
                 item.setPos(start + delta)
-                self.gs.node_moved(nid)
-        touched = set()
         for (key, idx), start in mv.reroutes.items():
             its = self.gs.reroute_items.get(key)
             if its is not None and idx < len(its):
                 its[idx].setPos(start + delta)
-                touched.add(key)
-        for key in touched:
-            w = self.gs.wires.get(key)
-            if w is not None:
-                self.gs._dirty.add(key)
         for idx, start in mv.groups.items():
             if idx < len(self.gs.group_items):
                 self.gs.group_items[idx].setPos(start + delta)
+        for wire in mv.rigid:  # same shape, shifted
+            wire.setPos(delta)
+        self.gs.refresh_overview()
+        self.gs.mark_wires(mv.loose)
         self.gs.flush_wires()  # once per mouse event, however many nodes moved
 
     def _end_move(self) -> None:
@@ -524,13 +541,12 @@ class GraphView(QGraphicsView):
             w = self.gs.wires.get((detached.dst, detached.input))
             if w is not None:
                 w.setVisible(False)
-        self.gs.wire_drag = drag
-        self.viewport().update()
+        self.gs.set_wire_drag(drag)
 
     def _end_wire(self, pos: QPointF) -> None:
         g, self._wire = self._wire, None
         self.gs.removeItem(g.item)
-        self.gs.wire_drag = None
+        self.gs.set_wire_drag(None)
         if g.detached is not None:
             w = self.gs.wires.get((g.detached.dst, g.detached.input))
             if w is not None:

@@ -259,7 +259,7 @@ class MainWindow(QMainWindow):
     def _update_title(self) -> None:
         star = "*" if self.doc.dirty else ""
         self.setWindowTitle(f"{self.doc.display_name()}{star} — NodeGraph")
-        self.setWindowModified(self.doc.dirty)
+        self._shown_dirty = self.doc.dirty
 
     def _update_readout(self) -> None:
         dev = self.session.options.device
@@ -442,7 +442,7 @@ class MainWindow(QMainWindow):
             self._mark_stale(ch.node_id)
         if self._problems:
             self._revalidate.start()
-        if not self.doc.dirty == self.isWindowModified():
+        if self.doc.dirty != getattr(self, "_shown_dirty", None):
             self._update_title()
 
     def _graph_replaced(self) -> None:

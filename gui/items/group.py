@@ -23,6 +23,7 @@ class GroupItem(QGraphicsItem):
         self.index = index
         self.group = group
         self.setZValue(-10)
+        self.setCacheMode(QGraphicsItem.DeviceCoordinateCache)
         self.setFlag(QGraphicsItem.ItemIsSelectable, True)
         self.setAcceptedMouseButtons(Qt.NoButton)
         self.font = theme.node_font(15, bold=True)

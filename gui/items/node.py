@@ -291,6 +291,9 @@ class NodeItem(QGraphicsItem):
         if relayout:
             self.relayout()
         self.update()
+        if state is not None or error:
+            self.gs.decorated.add(self)
+        self.gs.refresh_overview(geometry=relayout)
 
     def set_progress(self, step: int, total: int, preview: QImage | None) -> None:
         self.progress = (step, total)

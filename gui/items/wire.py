@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import QPointF, QRectF, Qt
+from PySide6.QtCore import QLineF, QPointF, QRectF, Qt
 from PySide6.QtGui import QColor, QPainter, QPainterPath, QPainterPathStroker, QPen
 from PySide6.QtWidgets import QGraphicsItem, QStyleOptionGraphicsItem
 
@@ -21,14 +21,34 @@ if TYPE_CHECKING:
 WIRE_W = 2.4
 
 
+def _tangent(a: QPointF, b: QPointF) -> float:
+    dx = max(abs(b.x() - a.x()) * 0.5, 30.0)
+    if b.x() < a.x():  # going backwards: a wider loop reads better
+        dx = max(dx, min(abs(b.y() - a.y()) * 0.5, 120.0))
+    return dx
+
+
+def cubic_points(a: QPointF, b: QPointF, n: int = 4) -> list[QPointF]:
+    """``n + 1`` points along the curve :func:`cubic_path` draws from ``a`` to ``b``."""
+    dx = _tangent(a, b)
+    ax, ay, bx, by = a.x(), a.y(), b.x(), b.y()
+    c1x, c2x = ax + dx, bx - dx
+    pts = [a]
+    for i in range(1, n):
+        t = i / n
+        u = 1 - t
+        w0, w1, w2, w3 = u * u * u, 3 * u * u * t, 3 * u * t * t, t * t * t
+        pts.append(QPointF(w0 * ax + w1 * c1x + w2 * c2x + w3 * bx, (w0 + w1) * ay + (w2 + w3) * by))
+    pts.append(b)
+    return pts
+
+
 def cubic_path(points: list[QPointF]) -> QPainterPath:
     """A smooth path through ``points`` (first = output, last = input): each segment a cubic
     whose tangents are horizontal, like a cable leaving a socket sideways."""
     path = QPainterPath(points[0])
     for a, b in zip(points, points[1:]):
-        dx = max(abs(b.x() - a.x()) * 0.5, 30.0)
-        if b.x() < a.x():  # going backwards: a wider loop reads better
-            dx = max(dx, min(abs(b.y() - a.y()) * 0.5, 120.0))
+        dx = _tangent(a, b)
         path.cubicTo(QPointF(a.x() + dx, a.y()), QPointF(b.x() - dx, b.y()), b)
     return path
 
@@ -47,6 +67,7 @@ class WireItem(QGraphicsItem):
         self._rect = QRectF()
         self._shape: QPainterPath | None = None
         self.color = QColor("#8c8c8c")
+        self._typed: QColor | None = None
         self.update_path()
 
     @property
@@ -61,25 +82,50 @@ class WireItem(QGraphicsItem):
         return src.output_pos(self.link.output), dst.input_pos(self.link.input)
 
     def update_path(self) -> None:
+        """Recompute the path from the sockets' current positions (and reset any translation
+        a drag applied while both ends moved together)."""
         ends = self.endpoints()
         self.prepareGeometryChange()
+        if not self.pos().isNull():
+            self.setPos(0, 0)
         if ends is None:
             self._path = QPainterPath()
             self._rect = QRectF()
         else:
             live = self.gs.reroute_items.get(self.key)
-            mids = ([it.pos() for it in live] if live
-                    else [QPointF(x, y) for x, y in graphops.reroutes(self.link)])
-            pts = [ends[0], *mids, ends[1]]
+            if live:
+                pts = [ends[0], *[it.pos() for it in live], ends[1]]
+            elif "reroutes" in self.link.extra:
+                pts = [ends[0], *[QPointF(x, y) for x, y in graphops.reroutes(self.link)], ends[1]]
+            else:
+                pts = ends
             self._path = cubic_path(pts)
             self._rect = self._path.controlPointRect().adjusted(-4, -4, 4, 4)
-            src = self.gs.node_items.get(self.link.src)
-            t = src.output_type(self.link.output) if src is not None else "*"
-            if t == "*":
-                dst = self.gs.node_items.get(self.link.dst)
-                t = (dst.input_type(self.link.input) if dst is not None else None) or "*"
-            self.color = theme.color(self.gs.registry.color(t))
+            if self._typed is None:
+                self._typed = self._type_color()
+            self.color = self._typed
         self._shape = None
+        self._lines: list[QLineF] | None = None
+
+    def overview_lines(self) -> list[QLineF]:
+        """The wire as a few straight segments (what the zoomed-out overview draws)."""
+        if self._lines is None:
+            ends = self.endpoints()
+            if ends is None:
+                self._lines = []
+            else:
+                pts = ([ends[0], *[QPointF(x, y) for x, y in graphops.reroutes(self.link)], ends[1]]
+                       if "reroutes" in self.link.extra else cubic_points(*ends))
+                self._lines = [QLineF(a, b) for a, b in zip(pts, pts[1:])]
+        return self._lines
+
+    def _type_color(self) -> QColor:
+        src = self.gs.node_items.get(self.link.src)
+        t = src.output_type(self.link.output) if src is not None else "*"
+        if t == "*":
+            dst = self.gs.node_items.get(self.link.dst)
+            t = (dst.input_type(self.link.input) if dst is not None else None) or "*"
+        return theme.color(self.gs.registry.color(t))
 
     def path(self) -> QPainterPath:
         return self._path
@@ -111,9 +157,6 @@ class WireItem(QGraphicsItem):
         p.setBrush(Qt.NoBrush)
         if self.highlighted:
             p.setPen(QPen(theme.NODE_SELECTED, WIRE_W + 3, Qt.SolidLine, Qt.RoundCap))
-            p.drawPath(self._path)
-        if lod >= 0.5:
-            p.setPen(QPen(QColor(0, 0, 0, 110), WIRE_W + 2.2, Qt.SolidLine, Qt.RoundCap))
             p.drawPath(self._path)
         pen = QPen(c, WIRE_W if lod >= 0.25 else 1.5 / max(lod, 0.05), Qt.SolidLine, Qt.RoundCap)
         p.setPen(pen)

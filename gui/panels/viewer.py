@@ -5,7 +5,8 @@ from __future__ import annotations
 from PySide6.QtCore import QRectF, Qt, Signal
 from PySide6.QtGui import QImage, QPainter, QPixmap, QWheelEvent
 from PySide6.QtWidgets import (QApplication, QFileDialog, QFrame, QGraphicsPixmapItem,
-                               QGraphicsScene, QGraphicsView, QHBoxLayout, QLabel, QToolButton,
+                               QGraphicsScene, QGraphicsView, QHBoxLayout, QLabel, QSizePolicy,
+                               QToolButton,
                                QVBoxLayout, QWidget)
 
 from .. import theme
@@ -68,6 +69,8 @@ class ImageViewer(QWidget):
         bar.setContentsMargins(6, 4, 6, 4)
         self.label = QLabel("No image yet: run a graph with an image output")
         self.label.setStyleSheet("color: #9aa0a6;")
+        self.label.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)
+        self.label.setMinimumWidth(40)
 
         def button(text: str, tip: str, slot) -> QToolButton:
             b = QToolButton(self)

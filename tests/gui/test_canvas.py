@@ -423,7 +423,11 @@ def test_zoomed_out_nodes_are_boxes_without_text(make_window):
     view = win.view
     view.set_zoom(0.15)
     view.centerOn(QPointF(200, 50))
-    # the body under the title band is plain node colour (no param text at this zoom)
-    c = pixel(view, item_point(view, "1", 100, 80))
-    assert close_to(c, "#2a2c31", 12)
+    from gui.items.overview import _mix
+    from gui import theme
+
+    # one flat box tinted by its category: the same colour wherever there was text or a row
+    body = _mix(theme.NODE_BODY, QColor("#2e6b5b"), 0.35).name()
+    for x, y in ((30, 60), (100, 80), (150, 110)):
+        assert close_to(pixel(view, item_point(view, "1", x, y)), body, 6)
     assert close_to(pixel(view, item_point(view, "1", 100, 10)), "#2e6b5b", 30)
