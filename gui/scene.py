@@ -113,7 +113,7 @@ class GraphScene(QGraphicsScene):
         if self.cache_nodes:
             item.setCacheMode(QGraphicsItem.DeviceCoordinateCache)
         if self.overview_on:
-            item.setOpacity(0.0)
+            item.setFlag(QGraphicsItem.ItemHasNoContents, True)
             self.overview.update()
         self.addItem(item)
         self.node_items[node_id] = item
@@ -126,7 +126,7 @@ class GraphScene(QGraphicsScene):
             self._drop_wire(old)
         wire = WireItem(self, link)
         if self.overview_on:
-            wire.setOpacity(0.0)
+            wire.setFlag(QGraphicsItem.ItemHasNoContents, True)
         self.addItem(wire)
         self.wires[key] = wire
         self._wires_of.setdefault(link.src, set()).add(key)
@@ -230,11 +230,11 @@ class GraphScene(QGraphicsScene):
         overview = scale < LOD_BOX
         if overview != self.overview_on:
             self.overview_on = overview
-            opacity = 0.0 if overview else 1.0
+            # items stay (they take clicks and rubber-band selection) but paint nothing
             for item in self.node_items.values():
-                item.setOpacity(opacity)
+                item.setFlag(QGraphicsItem.ItemHasNoContents, overview)
             for wire in self.wires.values():
-                wire.setOpacity(opacity)
+                wire.setFlag(QGraphicsItem.ItemHasNoContents, overview)
             self.overview.setVisible(overview)
 
     def refresh_overview(self, geometry: bool = True) -> None:

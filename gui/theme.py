@@ -107,6 +107,8 @@ QToolButton#stopButton:disabled { background: #2f2626; color: #7a6a6a; }
 QLineEdit, QPlainTextEdit, QTextEdit, QSpinBox, QDoubleSpinBox, QComboBox {
     background: #17181b; color: #e8eaed; border: 1px solid #3a3d42; border-radius: 4px;
     padding: 3px 5px; selection-background-color: #3d5a80; }
+QAbstractSpinBox { padding-left: 6px; }
+QAbstractSpinBox::up-button, QAbstractSpinBox::down-button { width: 0px; border: none; }
 QLineEdit:focus, QPlainTextEdit:focus, QSpinBox:focus, QDoubleSpinBox:focus, QComboBox:focus {
     border: 1px solid #f2b53a; }
 QTreeView, QTreeWidget, QListWidget, QTableWidget {

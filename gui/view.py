@@ -196,7 +196,8 @@ class GraphView(QGraphicsView):
             self.centerOn(0, 0)
             return
         self.inline.commit()
-        m = 40 / max(self.zoom, 0.05)
+        self.fitInView(rect, Qt.KeepAspectRatio)
+        m = 36 / max(self.zoom, 0.02)  # a margin of about 36 pixels
         self.fitInView(rect.adjusted(-m, -m, m, m), Qt.KeepAspectRatio)
         if self.zoom > max_scale:
             self.set_zoom(max_scale)

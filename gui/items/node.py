@@ -491,7 +491,7 @@ class NodeItem(QGraphicsItem):
     def _badge_text(self) -> str:
         s = self.state
         if s == "done":
-            return f"✓ {self.seconds:.2f} s" if self.seconds is not None else "✓ done"
+            return f"✓ {format_seconds(self.seconds)}" if self.seconds is not None else "✓ done"
         if s == "cached":
             return "cached"
         if s == "queued":
@@ -600,6 +600,17 @@ class NodeItem(QGraphicsItem):
         p.setPen(QColor("#ffd6d6"))
         p.drawText(r.adjusted(6, 6, -6, -6), Qt.AlignTop | Qt.AlignLeft | Qt.TextWordWrap,
                    self.error or "")
+
+
+def format_seconds(seconds: float) -> str:
+    """Run time on a node: ``<1 ms``, ``35 ms``, ``2.41 s``, ``1 min 05 s``."""
+    if seconds < 0.001:
+        return "<1 ms"
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < 60:
+        return f"{seconds:.2f} s"
+    return f"{int(seconds // 60)} min {int(seconds % 60):02d} s"
 
 
 def float_decimals(param: ParamSpec) -> int:

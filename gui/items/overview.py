@@ -2,9 +2,9 @@
 
 Below ``LOD_BOX`` zoom a node is only a coloured box and a wire only a line, and thousands of
 separate paint calls (one per item, each crossing from C++ into Python) would dominate a frame.
-So the scene makes node and wire items fully transparent — Qt then skips them while painting but
-they still take clicks and rubber-band selection — and this item draws every node box and wire
-in a handful of ``drawRects``/``drawLines`` calls, grouped by colour.
+So the scene flags node and wire items ``ItemHasNoContents`` — Qt then skips them while painting
+but they still take clicks and rubber-band selection — and this item draws every node box and
+wire in a handful of ``drawRects``/``drawLines`` calls, grouped by colour.
 """
 from __future__ import annotations
 

@@ -115,7 +115,6 @@ class ParamsPanel(QScrollArea):
         if p.kind == INT and (p.min is None or p.min >= -_INT32) and (p.max is not None
                                                                        and p.max <= _INT32):
             w = QSpinBox()
-            w.setButtonSymbols(QSpinBox.NoButtons)
             w.setRange(int(p.min if p.min is not None else -_INT32), int(p.max))
             w.setSingleStep(int(p.step or 1))
             w.setValue(int(value))
@@ -123,7 +122,6 @@ class ParamsPanel(QScrollArea):
             return w
         if p.kind == FLOAT:
             w = QDoubleSpinBox()
-            w.setButtonSymbols(QDoubleSpinBox.NoButtons)
             w.setDecimals(float_decimals(p))
             w.setRange(p.min if p.min is not None else -1e9, p.max if p.max is not None else 1e9)
             w.setSingleStep(p.step or 0.1)

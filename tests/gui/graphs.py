@@ -65,3 +65,23 @@ def image_graph() -> Graph:
     g.connect(img, "IMAGE", slow, "image")
     g.connect(slow, "IMAGE", pv, "images")
     return g
+
+
+def showcase_graph() -> Graph:
+    """A small graph that runs in a blink and shows what the editor draws (screenshots)."""
+    g = Graph()
+    red = g.add_node(P + "SolidImage", {"width": 96, "height": 64, "red": 0.95, "green": 0.45,
+                                        "blue": 0.1}, pos=(0, 0), title="Sunset colour")
+    inv = g.add_node("example_pack.InvertImage", {}, pos=(330, 190))
+    slow = g.add_node(P + "Slow", {"steps": 8, "delay": 0.01}, pos=(330, 0), title="Work")
+    pv1 = g.add_node(P + "Preview", {}, pos=(620, 0))
+    pv2 = g.add_node(P + "Preview", {}, pos=(620, 260), title="Inverted")
+    txt = g.add_node("example_pack.PromptTemplate", {}, pos=(0, 330))
+    save = g.add_node("example_pack.SaveText", {"filename_prefix": "notes"}, pos=(330, 400))
+    g.connect(red, "IMAGE", slow, "image")
+    g.connect(red, "IMAGE", inv, "image")
+    g.connect(slow, "IMAGE", pv1, "images")
+    g.connect(inv, "IMAGE", pv2, "images")
+    g.connect(txt, "text", save, "text")
+    g.groups.append(Group("Images", (-20, -50, 900, 470), "#3d5a80"))
+    return g

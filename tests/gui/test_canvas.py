@@ -431,3 +431,117 @@ def test_zoomed_out_nodes_are_boxes_without_text(make_window):
     for x, y in ((30, 60), (100, 80), (150, 110)):
         assert close_to(pixel(view, item_point(view, "1", x, y)), body, 6)
     assert close_to(pixel(view, item_point(view, "1", 100, 10)), "#2e6b5b", 30)
+
+
+def test_space_and_drag_pans(make_window, qtbot):
+    win = make_window(two_nodes())
+    view = win.view
+    p = QPointF(200, 300)  # empty canvas
+    before = view.mapFromScene(p)
+    qtbot.keyPress(view.viewport(), Qt.Key_Space)
+    drag_viewport(view, before, before + QPoint(-80, 40), button=Qt.LeftButton)
+    qtbot.keyRelease(view.viewport(), Qt.Key_Space)
+    after = view.mapFromScene(p)
+    assert abs((after - before).x() + 80) <= 2 and abs((after - before).y() - 40) <= 2
+    assert view.gs.selected_node_ids() == []  # no rubber band happened
+
+
+def test_clicking_and_moving_work_when_zoomed_out(make_window):
+    win = make_window(two_nodes())
+    view = win.view
+    view.set_zoom(0.1)
+    view.centerOn(QPointF(200, 50))
+    a = item_point(view, "2", 80, 40)
+    drag(view, a, a + QPointF(200, 0))
+    assert view.gs.selected_node_ids() == ["2"]
+    assert win.doc.graph.nodes["2"].pos[0] >= 590
+
+
+def test_dragging_from_an_empty_input_to_empty_canvas_offers_nodes_that_give_that_type(
+        make_window, qtbot):
+    g = Graph()
+    g.add_node(P + "Preview", {}, id="1", pos=(400, 0))
+    win = make_window(g)
+    view = win.view
+    drag(view, input_socket(view, "1", "images"), QPointF(100, 100))
+    results = view.search.results()
+    assert P + "SolidImage" in results and P + "TextEncode" not in results
+    qtbot.keyClicks(view.search.edit, "solid")
+    qtbot.keyClick(view.search.edit, Qt.Key_Return)
+    link = win.doc.graph.link_into("1", "images")
+    assert link is not None and win.doc.graph.nodes[link.src].type == P + "SolidImage"
+
+
+def test_clicking_the_triangle_collapses_and_wires_follow(make_window):
+    g = two_nodes()
+    g.connect("1", "IMAGE", "2", "images")
+    win = make_window(g)
+    view = win.view
+    click(view, item_point(view, "1", 11, 13))
+    item = view.gs.node_items["1"]
+    assert item.collapsed and item.h == 26
+    QApplication.processEvents()
+    start = view.gs.wires[("2", "images")].path().elementAt(0)
+    assert abs(start.y - 13) <= 1  # the wire now leaves from the title bar
+
+
+def test_double_click_on_title_renames(make_window, qtbot):
+    win = make_window(two_nodes())
+    view = win.view
+    double_click(view, item_point(view, "1", 80, 12))
+    ed = view.inline.widget
+    ed.selectAll()
+    qtbot.keyClicks(ed, "Base colour")
+    qtbot.keyClick(ed, Qt.Key_Return)
+    assert win.doc.graph.nodes["1"].title == "Base colour"
+    win.doc.undo.undo()
+    assert win.doc.graph.nodes["1"].title is None
+
+
+def test_cut_removes_and_paste_brings_back(make_window, qtbot):
+    win = make_window(two_nodes())
+    view = win.view
+    click(view, item_point(view, "1", 80, 12))
+    qtbot.keyClick(view.viewport(), Qt.Key_X, Qt.ControlModifier)
+    assert list(win.doc.graph.nodes) == ["2"]
+    assert win.doc.undo.count() == 1  # one step
+    view.paste()
+    assert sorted(n.type for n in win.doc.graph.nodes.values()) == [P + "Preview", P + "SolidImage"]
+
+
+def test_packs_dialog_lists_failed_packs_with_their_error(tmp_path, qtbot):
+    from gui.panels.packs import PacksDialog
+    from nodegraph.plugins import load_registry
+
+    bad = tmp_path / "broken_pack"
+    bad.mkdir()
+    (bad / "__init__.py").write_text("import no_such_module_here\n")
+    reg = load_registry(builtin=False, entry_points=False,
+                        folders=[tmp_path, graphs_pack_folder()])
+    dlg = PacksDialog(reg)
+    qtbot.addWidget(dlg)
+    rows = {dlg.tree.topLevelItem(i).text(0): dlg.tree.topLevelItem(i).text(1)
+            for i in range(dlg.tree.topLevelItemCount())}
+    assert rows == {"broken_pack": "failed", "testpack": "loaded"}
+    assert "no_such_module_here" in dlg.detail.toPlainText()  # the failed one is shown first
+
+
+def graphs_pack_folder():
+    import graphs
+
+    return graphs.HERE / "testpack"
+
+
+def test_library_lists_pack_nodes_under_the_pack(window):
+    tree = window.library.tree
+    tops = [tree.topLevelItem(i).text(0) for i in range(tree.topLevelItemCount())]
+    assert "pack: testpack" in tops and "pack: example_pack" in tops
+
+
+def test_rubber_band_selects_when_zoomed_out(make_window):
+    win = make_window(two_nodes())
+    view = win.view
+    view.set_zoom(0.1)
+    view.centerOn(QPointF(200, 50))
+    drag(view, QPointF(300, -200), QPointF(900, 300))
+    assert view.gs.selected_node_ids() == ["2"]
