@@ -6,14 +6,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from nodekit import FAMILIES, UPSCALE_MODEL, FakeContext, options_for
 
 from nodegraph import RunOptions
 from nodegraph.api import Session
 from nodegraph.executor import OutputCache
 from nodegraph.plugins import load_registry
-
-FAMILIES = ("sd1", "sd2", "sdxl")
-UPSCALE_MODEL = "compact-2x.safetensors"
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -72,8 +70,6 @@ def session(registry, models_dir, out_dir) -> Session:
 @pytest.fixture(scope="session")
 def load(models_dir):
     """``load(family) -> (MODEL, CLIP, VAE)`` of the tiny checkpoint, through CheckpointLoaderSimple in fp32."""
-    from nodekit import FakeContext, options_for
-
     from nodes.loaders import checkpoint_loader_simple
 
     loaded: dict[str, tuple] = {}

@@ -10,6 +10,8 @@ from typing import Any
 from nodegraph import Graph, RunOptions
 
 ROOT = Path(__file__).resolve().parents[2]
+FAMILIES = ("sd1", "sd2", "sdxl")
+UPSCALE_MODEL = "compact-2x.safetensors"
 
 
 def options_for(models_dir: Path, out_dir: Path | None = None, **kw: Any) -> RunOptions:
