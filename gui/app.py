@@ -59,16 +59,27 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     return ap.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = _parse(list(sys.argv[1:] if argv is None else argv))
-    app = ensure_app()
+def start(argv: list[str], settings: AppSettings | None = None):
+    """Create the application and the first window (offering crash recovery, then opening the
+    file given, else the demo graph). Returns the window."""
+    args = _parse(argv)
+    ensure_app()
     options = RunOptions(device=args.device, dtype=args.dtype, output_dir=Path(args.output),
                          models_dirs=tuple(Path(m) for m in args.models))
     session = Session(options=options)
-    settings = AppSettings.default()
     path = args.graph or (str(DEMO) if DEMO.exists() else None)
-    win = open_window(session, settings)
+    win = open_window(session, settings or AppSettings.default())
     recovered = win.offer_recovery()
     if path and not recovered:
         win.load(path)
+    return win
+
+
+def _run_event_loop(app: QApplication) -> int:
     return app.exec()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the editor until its last window closes; the exit code."""
+    start(list(sys.argv[1:] if argv is None else argv))
+    return _run_event_loop(QApplication.instance())

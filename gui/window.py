@@ -293,9 +293,13 @@ class MainWindow(QMainWindow):
             self.doc.replace_graph(Graph(), None)
 
     def new_window(self) -> MainWindow:
+        """Another window: same node packs and output cache, its own runs (Stop stops only
+        that window's run)."""
         from . import app
 
-        return app.open_window(self.session, self.settings)
+        s = self.session
+        return app.open_window(Session(s.registry, options=s.options, cache=s.executor.cache),
+                               self.settings)
 
     def open_file(self, path: str | os.PathLike[str] | None = None) -> bool:
         if not self.maybe_save():
