@@ -7,6 +7,7 @@ gesture is one Document call, i.e. one undo step.
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 
 from PySide6.QtCore import QEvent, QMimeData, QPoint, QPointF, QRectF, Qt, Signal
@@ -16,10 +17,10 @@ from PySide6.QtWidgets import QApplication, QFrame, QGraphicsView, QMenu
 from nodegraph.graph import Link
 from nodegraph.registry import BOOLEAN, COMBO, FLOAT, INT, STRING
 
-from . import editors, graphops
+from . import editors, graphops, theme
 from .document import Document, accepting_inputs, providing_outputs
 from .items.group import GroupItem
-from .items.node import TITLE_H, NodeItem
+from .items.node import TITLE_H, NodeItem, format_value
 from .items.reroute import RerouteItem
 from .items.wire import DragWire, WireItem
 from .scene import GRID, GraphScene, WireDrag
@@ -401,7 +402,7 @@ class GraphView(QGraphicsView):
             self._resize = None
             if idx < len(self.gs.group_items):
                 r = self.gs.group_items[idx].scene_rect()
-                groups = [graphops_copy(g) for g in self.doc.graph.groups]
+                groups = [copy.deepcopy(g) for g in self.doc.graph.groups]
                 groups[idx].rect = (round(r.x()), round(r.y()), round(r.width()), round(r.height()))
                 self.doc.move({}, groups=(list(self.doc.graph.groups), groups))
             return
@@ -513,7 +514,7 @@ class GraphView(QGraphicsView):
             links[key] = (link, graphops.with_reroutes(link, pts))
         groups = None
         if mv.groups:
-            new = [graphops_copy(grp) for grp in g.groups]
+            new = [copy.deepcopy(grp) for grp in g.groups]
             for idx in mv.groups:
                 if idx < len(new) and idx < len(self.gs.group_items):
                     p = self.gs.group_items[idx].pos()
@@ -535,7 +536,7 @@ class GraphView(QGraphicsView):
             t = item.input_type(socket) or "*"
             anchor = item.input_pos(socket)
         drag = WireDrag(t, from_output, item.node_id, socket)
-        wire = DragWire(_color(reg, t), anchor, from_output)
+        wire = DragWire(theme.color(reg.color(t)), anchor, from_output)
         self.gs.addItem(wire)
         self._wire = _WireGesture(drag, wire, detached)
         if detached is not None:
@@ -737,7 +738,7 @@ class GraphView(QGraphicsView):
         nid = item.node_id
         value = self.doc.graph.nodes[nid].params.get(name, p.default)
         rect = self.mapFromScene(item.mapToScene(row.rect)).boundingRect()
-        text = str(value) if p.kind != FLOAT else editors_format(p, value)
+        text = str(value) if p.kind != FLOAT else format_value(p, value)
 
         def commit(txt: str) -> None:
             if nid not in self.doc.graph.nodes:
@@ -903,25 +904,23 @@ class GraphView(QGraphicsView):
                 return
         ev.ignore()
 
+    def drawForeground(self, painter: QPainter, rect: QRectF) -> None:
+        if len(self.doc.graph):
+            return
+        # an empty graph: say how to start
+        painter.save()
+        painter.resetTransform()
+        r = self.viewport().rect()
+        f = painter.font()
+        f.setPixelSize(15)
+        painter.setFont(f)
+        painter.setPen(theme.TEXT_FAINT)
+        painter.drawText(r, Qt.AlignCenter,
+                         "Double-click or press Tab to add a node\n"
+                         "Drag a node from the library · drop a graph file or a PNG here")
+        painter.restore()
+
     def scrollContentsBy(self, dx: int, dy: int) -> None:
         if self.inline.active and (dx or dy):
             self.inline.commit()
         super().scrollContentsBy(dx, dy)
-
-
-def _color(registry, type_name: str):
-    from . import theme
-
-    return theme.color(registry.color(type_name))
-
-
-def graphops_copy(group):
-    import copy
-
-    return copy.deepcopy(group)
-
-
-def editors_format(p, value) -> str:
-    from .items.node import format_value
-
-    return format_value(p, value)

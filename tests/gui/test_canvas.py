@@ -545,3 +545,19 @@ def test_rubber_band_selects_when_zoomed_out(make_window):
     view.centerOn(QPointF(200, 50))
     drag(view, QPointF(300, -200), QPointF(900, 300))
     assert view.gs.selected_node_ids() == ["2"]
+
+
+def test_keys_typed_in_the_inline_editor_stay_in_it(make_window, qtbot):
+    g = Graph()
+    g.add_node(P + "Save", {"filename_prefix": "abc"}, id="1", pos=(0, 0))
+    win = make_window(g)
+    view = win.view
+    click(view, row_point(view, "1", "filename_prefix"))
+    ed = view.inline.widget
+    ed.end(False)
+    for key in (Qt.Key_Backspace, Qt.Key_Delete, Qt.Key_F):
+        qtbot.keyClick(ed, key)
+    qtbot.keyClick(ed, Qt.Key_C, Qt.ControlModifier)
+    qtbot.keyClick(ed, Qt.Key_Return)
+    assert list(win.doc.graph.nodes) == ["1"]  # Delete/Backspace did not delete the node
+    assert win.doc.graph.nodes["1"].params["filename_prefix"] == "abf"

@@ -10,7 +10,7 @@ from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QApplication
 
-from conftest import click, drag, item_point, output_socket, input_socket, row_point
+from conftest import click, drag, item_point, output_socket, row_point
 from graphs import image_graph, pipeline
 from nodegraph import format as graph_format
 from nodegraph.graph import Graph
