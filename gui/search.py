@@ -188,8 +188,12 @@ class SearchPopup(QFrame):
             self.closed.emit()
 
     def eventFilter(self, obj: QObject, ev: QEvent) -> bool:
+        if obj is self.edit and ev.type() == QEvent.ShortcutOverride \
+                and ev.key() in (Qt.Key_Escape, Qt.Key_Return, Qt.Key_Enter):
+            ev.accept()  # these keys belong to the search box, not to window shortcuts
+            return True
         if obj is self.edit and ev.type() == QEvent.KeyPress:
-            key = QKeyEvent(ev).key() if not isinstance(ev, QKeyEvent) else ev.key()
+            key = ev.key()
             if key in (Qt.Key_Down, Qt.Key_Up, Qt.Key_PageDown, Qt.Key_PageUp):
                 row = self.list.currentRow()
                 step = {Qt.Key_Down: 1, Qt.Key_Up: -1, Qt.Key_PageDown: 8, Qt.Key_PageUp: -8}[key]

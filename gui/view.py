@@ -95,7 +95,7 @@ class GraphView(QGraphicsView):
         self._move: _Move | None = None
         self._wire: _WireGesture | None = None
         self._param: _ParamGesture | None = None
-        self._resize: tuple[int, QRectF] | None = None
+        self._resize: tuple[int, QRectF, QPointF] | None = None
         self._press_item = None
         self.selected_wire: tuple[str, str] | None = None
         self._last_scene_pos: QPointF | None = None
@@ -291,7 +291,7 @@ class GraphView(QGraphicsView):
         if isinstance(item, GroupItem):
             kind = item.hit(item.mapFromScene(pos))
             if kind == "resize":
-                self._resize = (item.index, item.scene_rect())
+                self._resize = (item.index, item.scene_rect(), pos)
                 return
             self._select(item, ctrl)
             self._begin_move(pos, anchor=item.pos())
@@ -373,11 +373,12 @@ class GraphView(QGraphicsView):
             self._drag_param(pos)
             return
         if self._resize is not None:
-            idx, start = self._resize
+            idx, start, press = self._resize
             if idx < len(self.gs.group_items):
-                r = QRectF(start.topLeft(), pos).normalized()
-                r.setWidth(max(r.width(), 120))
-                r.setHeight(max(r.height(), 80))
+                d = pos - press
+                r = QRectF(start.topLeft(), start.size())
+                r.setWidth(max(start.width() + d.x(), 120))
+                r.setHeight(max(start.height() + d.y(), 80))
                 self.gs.group_items[idx].set_rect(r)
             return
         super().mouseMoveEvent(ev)
@@ -398,7 +399,7 @@ class GraphView(QGraphicsView):
             self._end_param(pos)
             return
         if self._resize is not None:
-            idx, _ = self._resize
+            idx = self._resize[0]
             self._resize = None
             if idx < len(self.gs.group_items):
                 r = self.gs.group_items[idx].scene_rect()

@@ -561,3 +561,21 @@ def test_keys_typed_in_the_inline_editor_stay_in_it(make_window, qtbot):
     qtbot.keyClick(ed, Qt.Key_Return)
     assert list(win.doc.graph.nodes) == ["1"]  # Delete/Backspace did not delete the node
     assert win.doc.graph.nodes["1"].params["filename_prefix"] == "abf"
+
+
+def test_group_resize_and_delete(make_window, qtbot):
+    g = two_nodes()
+    from nodegraph.graph import Group
+
+    g.groups.append(Group("Frame", (-40, -60, 300, 300)))
+    win = make_window(g)
+    view = win.view
+    corner = QPointF(-40 + 300 - 4, -60 + 300 - 4)
+    drag(view, corner, corner + QPointF(200, 100))
+    assert win.doc.graph.groups[0].rect == (-40, -60, 500, 400)
+    click(view, QPointF(0, -50))  # the title bar selects the group
+    qtbot.keyClick(view.viewport(), Qt.Key_Delete)
+    assert win.doc.graph.groups == [] and len(win.doc.graph) == 2  # its nodes stay
+    win.doc.undo.undo()
+    win.doc.undo.undo()
+    assert win.doc.graph.groups[0].rect == (-40, -60, 300, 300)
