@@ -412,6 +412,10 @@ class NodeItem(QGraphicsItem):
             if drag is not None and drag.node_id != self.node.id:
                 state = 1 if drag.from_output and reg.compatible(drag.type, t) else -1
             self._socket(p, QPointF(0, y), c, name in links_in, state)
+            if f"input {name}" in self.problems:
+                p.setPen(QPen(theme.PROBLEM, 2))
+                p.setBrush(Qt.NoBrush)
+                p.drawEllipse(QPointF(0, y), SOCKET_R + 3, SOCKET_R + 3)
             if text and not self.collapsed:
                 p.setPen(theme.TEXT_DIM if state >= 0 else theme.TEXT_FAINT)
                 p.drawText(QRectF(SOCKET_R + 6, y - 9, self.w / 2, 18),
