@@ -91,6 +91,13 @@ def read_manifest(out_dir: Path) -> Manifest | None:
         raise UsageError(f"{path}: the batch manifest is damaged ({type(exc).__name__}: {exc})") from None
 
 
+_UNSET = "\x00unset"
+
+
+def _show(value: Any) -> str:
+    return "(not set)" if value == _UNSET else repr(value)
+
+
 def _graph_differences(old: dict[str, Any], new: dict[str, Any], limit: int = 5) -> list[str]:
     a, b = canonical_graph(old), canonical_graph(new)
     diffs = []
@@ -106,9 +113,9 @@ def _graph_differences(old: dict[str, Any], new: dict[str, Any], limit: int = 5)
             diffs.append(f"node {node_id} mode {na['mode']} → {nb['mode']}")
         else:
             for p in sorted(set(na["params"]) | set(nb["params"])):
-                va, vb = na["params"].get(p), nb["params"].get(p)
+                va, vb = na["params"].get(p, _UNSET), nb["params"].get(p, _UNSET)
                 if canonical_json(va) != canonical_json(vb):
-                    diffs.append(f"node {node_id} param {p}: {va!r} → {vb!r}")
+                    diffs.append(f"node {node_id} param {p}: {_show(va)} → {_show(vb)}")
     if a["links"] != b["links"]:
         diffs.append("the links changed")
     return diffs[:limit] + ([f"… and {len(diffs) - limit} more"] if len(diffs) > limit else [])

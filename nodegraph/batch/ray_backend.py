@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import itertools
 import os
+import socket
+import sys
 from typing import Any
 from urllib.parse import urlparse
 
@@ -57,25 +59,53 @@ def _is_loopback(address: str) -> bool:
     return host in ("127.0.0.1", "localhost", "::1")
 
 
+def _loopback_only() -> None:
+    """Make Ray resolve "this machine" to 127.0.0.1. Without it, ``ray.init`` may rewrite a
+    loopback address to the machine's external address and wait for a GCS that is not listening
+    there. Ray reads the switch when it is imported; if it already was, set its constant too."""
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    constants = sys.modules.get("ray._private.ray_constants")
+    if constants is not None and getattr(constants, "ENABLE_RAY_CLUSTER", False):
+        constants.ENABLE_RAY_CLUSTER = False
+
+
+def _reachable(address: str) -> str | None:
+    """None if a plain ``host:port`` address accepts connections, else why not."""
+    if "://" in address or address in ("auto", "local"):
+        return None
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        return f"{address!r} is not host:port"
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()
+    except OSError as exc:
+        return f"nothing answers at {address} ({exc.strerror or exc})"
+    return None
+
+
 def connect(address: str) -> bool:
     """Connect this process to the cluster at ``address`` unless already connected; returns True
     if this call connected (and the caller should disconnect)."""
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    loopback = _is_loopback(address)
+    if loopback:
+        _loopback_only()
     ray = require_ray()
     if ray.is_initialized():
         return False
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    why = _reachable(address)
+    if why is not None:
+        raise UsageError(f"cannot connect to the Ray cluster at {address!r}: {why}. Is it running "
+                         "(ray status on the head node)? See docs/batch.md")
     kwargs: dict[str, Any] = {"address": address, "log_to_driver": False,
                               "logging_level": "ERROR", "configure_logging": True}
-    if _is_loopback(address):
-        # Keep a cluster on this machine on loopback: otherwise Ray may advertise the machine's
-        # external address and wait for connections that never come.
-        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    if loopback:
         kwargs["_node_ip_address"] = "127.0.0.1"
     try:
         ray.init(**kwargs)
     except (ConnectionError, RuntimeError, ValueError) as exc:
-        raise UsageError(f"cannot connect to the Ray cluster at {address!r}: {exc}. Is it running "
-                         "(ray status)? See docs/batch.md") from None
+        raise UsageError(f"cannot connect to the Ray cluster at {address!r}: {exc}. See "
+                         "docs/batch.md") from None
     return True
 
 

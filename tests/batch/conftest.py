@@ -16,6 +16,9 @@ PACKS = Path(__file__).parent / "packs"
 # Set before any Session discovers packs, so that spawned workers (and Ray nodes started by the
 # tests) inherit it.
 os.environ["NODEGRAPH_PLUGIN_PATH"] = str(PACKS)
+# Ray (if the tests use it) must resolve this machine to 127.0.0.1; it reads this at import.
+os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
 
 
 def write_models(root: Path, content: bytes = b"weights " * 512) -> Path:
