@@ -43,6 +43,63 @@ def blob_graph(delay: float = 0.0, batch_size: int = 1, fail_seed: int = -1,
     return g
 
 
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+TXT2IMG_SWEEPS = ["Sampler.seed=0:4", "Positive.text=a red fox,an owl at night"]  # 8 items
+
+
+def txt2img_graph(pause: float = 0.0) -> Graph:
+    """examples/txt2img.json on the tiny random checkpoint: 64×64, 2 steps, fp32 — with an optional
+    ``batchtest.Pause`` between decode and save (so a test can kill a worker mid-item)."""
+    g = graph_format.load(EXAMPLES / "txt2img.json")
+    g.set_param("4", "ckpt_name", "tiny-sd1.safetensors")
+    g.set_param("3", "steps", 2)
+    g.set_param("5", "width", 64)
+    g.set_param("5", "height", 64)
+    if pause:
+        g.disconnect("9", "images")
+        p = g.add_node("batchtest.Pause", {"seconds": pause}, id="10", pos=(1360, 400))
+        g.connect("8", "IMAGE", p, "images")
+        g.connect(p, "IMAGE", "9", "images")
+    return g
+
+
+@pytest.fixture(scope="session")
+def sd_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A models root holding ``checkpoints/tiny-sd1.safetensors`` (random tiny SD1 weights)."""
+    from nodes.sd.testing import write_random_checkpoint
+
+    root = tmp_path_factory.mktemp("sd-models")
+    (root / "checkpoints").mkdir()
+    write_random_checkpoint(root / "checkpoints" / "tiny-sd1.safetensors", "sd1", tiny=True)
+    return root
+
+
+def sd_options(models: Path) -> RunOptions:
+    return RunOptions(models_dirs=(models,), dtype="fp32", device="cpu")
+
+
+@pytest.fixture
+def sd_session(sd_models: Path) -> Session:
+    return Session(options=sd_options(sd_models))
+
+
+PAUSE = 0.3
+
+
+@pytest.fixture(scope="session")
+def sd_reference(sd_models: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
+    """The txt2img sweep (with the pause) run item after item in this process, one torch thread:
+    the bytes every distributed run must reproduce."""
+    from nodegraph.batch import run_batch
+
+    out = tmp_path_factory.mktemp("sd-reference")
+    result = run_batch(txt2img_graph(PAUSE), out, TXT2IMG_SWEEPS,
+                       session=Session(options=sd_options(sd_models)), workers=0, threads=1,
+                       handle_sigint=False)
+    assert result.complete and len(output_files(out)) == 8
+    return {name: (out / name).read_bytes() for name in output_files(out)}
+
+
 @pytest.fixture
 def models(tmp_path: Path) -> Path:
     return write_models(tmp_path / "models")

@@ -22,11 +22,10 @@ from nodegraph import format as graph_format  # noqa: E402
 from nodegraph.batch import run_batch  # noqa: E402
 from nodegraph.batch.writer import read_jsonl  # noqa: E402
 
-from .conftest import blob_graph, leftovers, output_files  # noqa: E402
+from .conftest import (PAUSE, TXT2IMG_SWEEPS, leftovers, output_files,  # noqa: E402
+                       txt2img_graph)
 
 pytestmark = pytest.mark.slow
-
-SWEEPS = ["Sampler.seed=0:4", "2.prompt=a fox,an owl"]  # 8 items
 HEALTH = {"health_check_initial_delay_ms": 0, "health_check_period_ms": 200,
           "health_check_timeout_ms": 200, "health_check_failure_threshold": 3}
 NODE = {"num_cpus": 2, "node_ip_address": "127.0.0.1", "include_dashboard": False,
@@ -112,16 +111,11 @@ def contents(folder: Path) -> dict[str, bytes]:
 
 def batch(session, out, **kw):
     kw.setdefault("handle_sigint", False)
-    return run_batch(blob_graph(delay=0.3), out, SWEEPS, session=session, **kw)
+    return run_batch(txt2img_graph(PAUSE), out, TXT2IMG_SWEEPS, session=session, **kw)
 
 
-@pytest.fixture
-def reference(session, tmp_path: Path) -> dict[str, bytes]:
-    assert batch(session, tmp_path / "reference", workers=0, threads=1).complete
-    return contents(tmp_path / "reference")
-
-
-def test_a_killed_node_loses_no_item_and_writes_no_duplicate(cluster, session, tmp_path, reference):
+def test_a_killed_node_loses_no_item_and_writes_no_duplicate(cluster, sd_session, tmp_path,
+                                                             sd_reference):
     cluster.ensure_two_nodes()
     victim = cluster.other_node_id()
     on_victim: set[str] = set()
@@ -138,25 +132,26 @@ def test_a_killed_node_loses_no_item_and_writes_no_duplicate(cluster, session, t
             killed.append(event["index"])
             cluster.kill_other()
 
-    result = batch(session, tmp_path / "out", ray=cluster.address, workers=2, on_event=kill_node)
+    result = batch(sd_session, tmp_path / "out", ray=cluster.address, workers=2, on_event=kill_node)
     assert killed, "no item ran on the node to kill"
     assert result.complete and not result.failed
     assert result.retries == 1 and result.replacements == 1
-    assert contents(tmp_path / "out") == reference
+    assert contents(tmp_path / "out") == sd_reference
     assert result.model_loads == result.workers_started == 3
     assert leftovers(tmp_path / "out") == []
     records = list(read_jsonl(tmp_path / "out" / "results.jsonl"))
     assert sorted(r["index"] for r in records) == list(range(8))
 
 
-def test_a_killed_coordinator_resumes_to_exactly_every_output(cluster, session, models, tmp_path,
-                                                             reference):
+def test_a_killed_coordinator_resumes_to_exactly_every_output(cluster, sd_session, sd_models,
+                                                             tmp_path, sd_reference):
     cluster.ensure_two_nodes()
-    graph_file = graph_format.save(blob_graph(delay=0.3), tmp_path / "g.json")
+    graph_file = graph_format.save(txt2img_graph(PAUSE), tmp_path / "g.json")
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "nodegraph", "batch", str(graph_file), "--out", str(out),
-           "--models", str(models), "--progress", "json", "--ray", cluster.address, "--workers", "2"]
-    for s in SWEEPS:
+           "--models", str(sd_models), "--progress", "json", "--ray", cluster.address,
+           "--workers", "2", "--dtype", "fp32", "--device", "cpu"]
+    for s in TXT2IMG_SWEEPS:
         cmd += ["--sweep", s]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     pids, done = [], 0
@@ -175,9 +170,9 @@ def test_a_killed_coordinator_resumes_to_exactly_every_output(cluster, session, 
     deadline = time.monotonic() + 30  # Ray ends a dead driver's actors
     while time.monotonic() < deadline and any(Path(f"/proc/{p}").exists() for p in pids):
         time.sleep(0.1)
-    result = batch(session, out, ray=cluster.address, workers=2, resume=True)
+    result = batch(sd_session, out, ray=cluster.address, workers=2, resume=True)
     assert result.complete and result.skipped >= 3
-    assert contents(out) == reference
+    assert contents(out) == sd_reference
     records = list(read_jsonl(out / "results.jsonl"))
     assert sorted({r["index"] for r in records}) == list(range(8))
     assert leftovers(out) == []

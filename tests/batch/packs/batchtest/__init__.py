@@ -7,6 +7,8 @@ NODEGRAPH_PLUGIN_PATH, in the test process and in every worker process).
   it can sleep (to be killed mid-item), fail for one seed (a graph error) or kill its own
   process for one seed (a worker death).
 - ``batchtest.SavePNG`` writes PNGs with the graph embedded, as SaveImage does.
+- ``batchtest.Pause`` passes images through after a pause: put into a real txt2img graph, it
+  keeps an item running long enough for a test to kill its worker or node mid-item.
 """
 from __future__ import annotations
 
@@ -85,6 +87,13 @@ def save_png(pixels: list[tuple[int, int, bytes]], filename_prefix: str, ctx: Ru
     ctx.ui["files"] = files
 
 
+@node("Pause", category="testing", inputs={"images": "IMAGE"},
+      params=[Float("seconds", 0.5, min=0.0, max=60.0)], outputs={"IMAGE": "IMAGE"})
+def pause(images, seconds: float):
+    time.sleep(seconds)
+    return images
+
+
 @hookimpl
 def nodegraph_register_types():
     return [SocketType("BT_BLOB", "#888888", "model bytes"),
@@ -93,4 +102,4 @@ def nodegraph_register_types():
 
 @hookimpl
 def nodegraph_register_nodes():
-    return [load_blob, render, save_png]
+    return [load_blob, render, save_png, pause]
