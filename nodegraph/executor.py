@@ -26,7 +26,7 @@ from .errors import GraphValidationError, Interrupted, NodeExecutionError, Probl
 from .events import (Event, NodeCached, NodeFailed, NodeFinished, NodeStarted, RunFailed,
                      RunFinished, RunInterrupted, RunStarted)
 from .graph import Graph, Node
-from .registry import NodeSpec, Registry
+from .registry import NodeSpec, Registry, _arity
 
 log = logging.getLogger("nodegraph.executor")
 
@@ -441,7 +441,7 @@ class Executor:
                 up = tuple(map(sigs.__getitem__, step.srcs))
                 fp = None
                 if spec.fingerprint is not None:
-                    fp = self._fingerprint(step, params)
+                    fp = self._fingerprint(step, params, options)
                 eff = None  # the params with defaults filled in, when computed
                 if (step.memo_params is not None and up == step.memo_up and fp == step.memo_fp
                         and params == step.memo_params):
@@ -519,11 +519,14 @@ class Executor:
             emit(RunFinished(stats))
         return RunResult(result_outputs, ui, stats)
 
-    def _fingerprint(self, step: _Step, params: dict[str, Any]) -> str:
+    def _fingerprint(self, step: _Step, params: dict[str, Any], options: RunOptions) -> str:
         spec = step.spec
         eff = {p.name: params.get(p.name, p.default) for p in spec.params}
+        fn = spec.fingerprint
         try:
-            return str(spec.fingerprint(eff))  # type: ignore[misc]
+            if _arity(fn) >= 2:  # f(params, options): e.g. a model file found through --models
+                return str(fn(eff, options))  # type: ignore[misc]
+            return str(fn(eff))  # type: ignore[misc]
         except Exception as exc:
             # A fingerprint that cannot be computed (e.g. the file is missing) forces a re-run;
             # the node itself will then report the real problem.

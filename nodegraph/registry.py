@@ -357,7 +357,7 @@ class NodeSpec:
     outputs: tuple[OutputSpec, ...] = ()
     output_node: bool = False
     not_cacheable: bool = False
-    fingerprint: Callable[[dict[str, Any]], str] | None = None
+    fingerprint: Callable[..., str] | None = None
     pack: str = ""
     # Derived (filled in __post_init__): lookups and calling convention.
     takes_context: bool = field(default=False, init=False, compare=False, repr=False)
@@ -447,7 +447,7 @@ class NodeSpec:
 def node(type_id: str, *, display_name: str = "", category: str = "", description: str | None = None,
          inputs: InputsArg = (), params: Iterable[ParamSpec] = (), outputs: OutputsArg = (),
          output_node: bool = False, not_cacheable: bool = False,
-         fingerprint: Callable[[dict[str, Any]], str] | None = None,
+         fingerprint: Callable[..., str] | None = None,
          ) -> Callable[[Callable[..., Any]], NodeSpec]:
     """Decorator turning a function into a :class:`NodeSpec` (the docstring becomes the description).
 

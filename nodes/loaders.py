@@ -12,7 +12,7 @@ from typing import Any
 
 from nodegraph import Combo, Int, RunContext, node
 
-from .runtime import dtype_choice, find_model, manager, model_choices, model_unlisted
+from .runtime import dtype_choice, find_model, manager, model_choices, model_fingerprint, model_unlisted
 
 
 def _model_param(name: str, category: str, what: str) -> Any:
@@ -22,7 +22,8 @@ def _model_param(name: str, category: str, what: str) -> Any:
 
 @node("CheckpointLoaderSimple", display_name="Load Checkpoint", category="loaders",
       params=[_model_param("ckpt_name", "checkpoints", "Stable Diffusion checkpoint (SD1.x, SD2.x, SDXL)")],
-      outputs={"MODEL": "MODEL", "CLIP": "CLIP", "VAE": "VAE"})
+      outputs={"MODEL": "MODEL", "CLIP": "CLIP", "VAE": "VAE"},
+      fingerprint=model_fingerprint("checkpoints", "ckpt_name"))
 def checkpoint_loader_simple(ckpt_name: str, ctx: RunContext) -> tuple[Any, Any, Any]:
     """Load a single-file Stable Diffusion checkpoint: its diffusion model, text encoder(s) and VAE.
 
@@ -45,7 +46,8 @@ def checkpoint_loader_simple(ckpt_name: str, ctx: RunContext) -> tuple[Any, Any,
 
 
 @node("VAELoader", display_name="Load VAE", category="loaders",
-      params=[_model_param("vae_name", "vae", "VAE")], outputs={"VAE": "VAE"})
+      params=[_model_param("vae_name", "vae", "VAE")], outputs={"VAE": "VAE"},
+      fingerprint=model_fingerprint("vae", "vae_name"))
 def vae_loader(vae_name: str, ctx: RunContext) -> Any:
     """Load a standalone VAE file (e.g. ``vae-ft-mse-840000`` or ``sdxl_vae``), to use instead of a
     checkpoint's own VAE."""

@@ -2,7 +2,8 @@
 
 - ``model_choices(category)`` / ``model_unlisted(category)``: a model COMBO param's choices (the files
   found in the run's model folders) and its explanation of a missing file (folders searched, files found).
-- ``find_model(options, category, name)``: the file behind a model param.
+- ``find_model(options, category, name)``: the file behind a model param; ``model_fingerprint`` makes a
+  loader node load again when that file changes.
 - ``manager(options)``: the process-wide ``ModelManager`` for the run's device (``--device``).
 - ``dtype_choice(options)``: the precision the run's ``--dtype`` resolves to (``auto`` policy in memory.py).
 - ``on_device(options, *modules)``: a ``with`` block in which modules sit on the compute device.
@@ -57,6 +58,18 @@ def model_unlisted(category: str) -> Callable[[Any, RunOptions | None], str | No
 def find_model(options: RunOptions, category: str, name: str) -> Path:
     """The path of model ``name`` of ``category`` (raises ModelNotFound listing where it looked)."""
     return folders_for(_roots(options)).find(category, name)
+
+
+def model_fingerprint(category: str, param: str) -> Callable[[dict[str, Any], RunOptions], str]:
+    """Fingerprint of a model loader node: the file's path, size and modification time, so that a
+    file replaced on disk is loaded again instead of coming from the output cache."""
+
+    def fingerprint(params: dict[str, Any], options: RunOptions) -> str:
+        path = find_model(options, category, params[param])
+        st = path.stat()
+        return f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}"
+
+    return fingerprint
 
 
 def manager(options: RunOptions) -> ModelManager:

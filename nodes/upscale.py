@@ -10,7 +10,7 @@ from typing import Any
 from nodegraph import RunContext, node
 
 from .loaders import _model_param
-from .runtime import find_model, manager, on_device
+from .runtime import find_model, manager, model_fingerprint, on_device
 
 TILE = 512
 OVERLAP = 32
@@ -18,7 +18,8 @@ OVERLAP = 32
 
 @node("UpscaleModelLoader", display_name="Load Upscale Model", category="loaders",
       params=[_model_param("model_name", "upscale_models", "upscale model (ESRGAN, SwinIR, ...)")],
-      outputs={"UPSCALE_MODEL": "UPSCALE_MODEL"})
+      outputs={"UPSCALE_MODEL": "UPSCALE_MODEL"},
+      fingerprint=model_fingerprint("upscale_models", "model_name"))
 def upscale_model_loader(model_name: str, ctx: RunContext) -> Any:
     """Load an image upscale model; its architecture and scale are read from the weights."""
     from nodes.sd.upscale import load_upscale_model

@@ -93,3 +93,30 @@ def test_clip_set_last_layer_minus_one_on_sd1_is_the_default_encoding(load):
     last, _ = clip_set_last_layer(clip=clip, stop_at_clip_layer=-1).encode("a red fox")
     default, _ = clip.encode("a red fox")
     torch.testing.assert_close(last, default, rtol=0, atol=0)
+
+
+def test_a_checkpoint_replaced_on_disk_is_loaded_again(registry, tmp_path):
+    from nodegraph import Graph
+    from nodegraph.api import Session
+    from nodegraph.executor import OutputCache
+    from nodes.sd.testing import write_random_checkpoint
+
+    root = tmp_path / "models"
+    (root / "checkpoints").mkdir(parents=True)
+    path = root / "checkpoints" / "mine.safetensors"
+    write_random_checkpoint(path, "sd1", seed=1)
+    session = Session(registry, options=options_for(root, tmp_path / "out"), cache=OutputCache())
+    graph = Graph()
+    graph.add_node("CheckpointLoaderSimple", {"ckpt_name": "mine.safetensors"}, id="1")
+    graph.add_node("EmptyLatentImage", {"width": 16, "height": 16, "batch_size": 1}, id="2")
+    graph.add_node("VAEDecode", {}, id="3")
+    graph.connect("2", "LATENT", "3", "samples")
+    graph.connect("1", "VAE", "3", "vae")
+    graph.add_node("PreviewImage", {}, id="4")
+    graph.connect("3", "IMAGE", "4", "images")
+    first = session.run(graph, outputs=["3"]).output("3")
+    assert session.run(graph, outputs=["3"]).stats.executed == []
+    write_random_checkpoint(path, "sd1", seed=2)
+    result = session.run(graph, outputs=["3"])
+    assert result.stats.executed == ["1", "3"]
+    assert not torch.allclose(result.output("3"), first)
