@@ -20,6 +20,13 @@ from ..graph import Graph, Link, Node
 from ..registry import NodeSpec
 
 
+COMFY_ONLY_INPUTS: dict[str, dict[str, Any]] = {
+    "VAEDecodeTiled": {"temporal_size": 64, "temporal_overlap": 8},
+    "VAEEncodeTiled": {"temporal_size": 64, "temporal_overlap": 8},
+}
+"""Inputs ComfyUI's node requires that ours does not have (video VAEs only), at ComfyUI's defaults."""
+
+
 def is_comfy_type(type_id: str) -> bool:
     """Whether a node type maps to a ComfyUI class of the same name (the built-in pack's bare ids)."""
     return bool(type_id) and "." not in type_id
@@ -50,7 +57,7 @@ def _resolve(graph: Graph, specs: Mapping[str, NodeSpec], link: Link) -> tuple[s
 
 
 def _entry(node: Node, spec: NodeSpec, links: dict[str, list[Any]]) -> dict[str, Any]:
-    inputs: dict[str, Any] = {}
+    inputs: dict[str, Any] = dict(COMFY_ONLY_INPUTS.get(node.type, {}))
     for p in spec.params:
         inputs[p.name] = node.params.get(p.name, p.default)
     inputs.update(links)

@@ -87,3 +87,18 @@ def test_exporting_does_not_import_torch():
             "assert p['10']['class_type'] == 'LoadImage'\n"
             "assert 'torch' not in sys.modules\n")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
+def test_inputs_only_comfyui_has_are_filled_with_its_defaults():
+    graph = Graph()
+    graph.add_node("VAEDecodeTiled", {"tile_size": 256}, id="1")
+    graph.add_node("LoadImage", {"image": "a.png"}, id="2")
+    graph.add_node("CheckpointLoaderSimple", {"ckpt_name": "a.safetensors"}, id="3")
+    graph.add_node("VAEEncode", {}, id="4")
+    graph.connect("2", "IMAGE", "4", "pixels")
+    graph.connect("3", "VAE", "4", "vae")
+    graph.connect("4", "LATENT", "1", "samples")
+    graph.connect("3", "VAE", "1", "vae")
+    assert to_api_prompt(graph, SPECS)["1"]["inputs"] == {
+        "samples": ["4", 0], "vae": ["3", 2], "tile_size": 256, "overlap": 64,
+        "temporal_size": 64, "temporal_overlap": 8}
