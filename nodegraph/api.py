@@ -59,8 +59,11 @@ class Session:
 
     # -- graphs ----------------------------------------------------------------------------
     def load(self, path: str | os.PathLike[str]) -> Graph:
-        """Read a graph file or a PNG saved by NodeGraph (raises GraphLoadError)."""
-        return graph_format.load(path)
+        """Read a graph file, a ComfyUI workflow or API prompt (imported), or a PNG/WebP carrying
+        any of them (raises GraphLoadError). See nodegraph.comfy.detect."""
+        from .comfy.detect import load_graph
+
+        return load_graph(path, lambda: self.registry.nodes)
 
     def save(self, graph: Graph, path: str | os.PathLike[str]) -> Path:
         """Write the graph file atomically."""

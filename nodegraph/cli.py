@@ -1,4 +1,4 @@
-"""The ``nodegraph`` command: run, validate, nodes, plugins, batch."""
+"""The ``nodegraph`` command: run, validate, nodes, plugins, batch, import-comfy, export-comfy."""
 from __future__ import annotations
 
 import argparse
@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from .api import Session
+from .comfy.cli import COMMANDS as COMFY_COMMANDS
+from .comfy.cli import add_parsers as add_comfy_parsers
 from .context import DEVICES, DTYPES, RunOptions
 from .errors import (GraphLoadError, GraphValidationError, Interrupted, NodeExecutionError,
                      UsageError)
@@ -66,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .batch.cli import add_parser as add_batch_parser
 
     add_batch_parser(sub)
+    add_comfy_parsers(sub)
     return parser
 
 
@@ -203,6 +206,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
 
 COMMANDS = {"run": cmd_run, "validate": cmd_validate, "nodes": cmd_nodes, "plugins": cmd_plugins,
             "batch": cmd_batch}
+COMMANDS.update(COMFY_COMMANDS)
 
 
 # --------------------------------------------------------------------------------------------

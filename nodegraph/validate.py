@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from .comfy.common import placeholder_message, placeholder_problems
 from .context import RunOptions
 from .errors import GraphLoadError, Problem
 from .format import load
@@ -31,7 +32,8 @@ def validate(graph: Graph, registry: Registry, options: RunOptions | None = None
             continue
         spec = get_spec(node.type)
         if spec is None:
-            add(Problem("unknown_type", registry.unknown_type_message(node.type) +
+            add(Problem("unknown_type", placeholder_message(node) or
+                        registry.unknown_type_message(node.type) +
                         "; install the pack that provides it, or delete the node",
                         node.id, node.type, "type"))
             continue
@@ -48,6 +50,7 @@ def validate(graph: Graph, registry: Registry, options: RunOptions | None = None
     elif not nodes:
         add(Problem("no_output_node", "the graph is empty; add nodes and an output node"))
     problems.extend(_cycles(graph))
+    problems.extend(placeholder_problems(graph))
     return problems
 
 

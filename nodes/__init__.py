@@ -19,6 +19,7 @@ MODULES: tuple[str, ...] = (
     "sampling",
     "image",
     "upscale",
+    "notes",
 )
 
 SOCKET_TYPES = (

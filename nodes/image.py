@@ -1,5 +1,5 @@
 """Image nodes: VAEDecode, VAEEncode, VAEDecodeTiled, VAEEncodeTiled, ImageScale, ImageScaleBy,
-LoadImage, SaveImage, PreviewImage.
+ImageScaleToTotalPixels, LoadImage, SaveImage, PreviewImage.
 
 IMAGE values are float tensors ``[B, H, W, C]`` in 0..1 (C = 3, or 4 with alpha), MASK values
 ``[B, H, W]`` in 0..1, as in ComfyUI.
@@ -163,6 +163,28 @@ def image_scale_by(image: Any, upscale_method: str, scale_by: float) -> Any:
     return scale_image_by(_check_image(image), upscale_method, scale_by)
 
 
+@node("ImageScaleToTotalPixels", display_name="Scale Image to Total Pixels", category="image/upscaling",
+      inputs={"image": "IMAGE"},
+      params=[Combo("upscale_method", IMAGE_UPSCALE_METHODS),
+              Float("megapixels", 1.0, min=0.01, max=16.0, step=0.01,
+                    description="target size in megapixels (1 MP = 1024×1024 pixels)"),
+              Int("resolution_steps", 1, min=1, max=256,
+                  description="round width and height to multiples of this")],
+      outputs={"IMAGE": "IMAGE"})
+def image_scale_to_total_pixels(image: Any, upscale_method: str, megapixels: float,
+                                resolution_steps: int) -> Any:
+    """Resize images to about ``megapixels`` keeping their aspect ratio (ComfyUI's rounding)."""
+    import math
+
+    from nodes.sd.resize import common_upscale
+
+    samples = _check_image(image).movedim(-1, 1)
+    scale = math.sqrt(megapixels * 1024 * 1024 / (samples.shape[3] * samples.shape[2]))
+    width = max(1, round(samples.shape[3] * scale / resolution_steps) * resolution_steps)
+    height = max(1, round(samples.shape[2] * scale / resolution_steps) * resolution_steps)
+    return common_upscale(samples, width, height, upscale_method, "disabled").movedim(1, -1)
+
+
 # -- input images -------------------------------------------------------------------------------------
 def input_folders() -> list[Path]:
     """LoadImage's input folders, in search order (see the module docstring)."""
@@ -299,4 +321,4 @@ def preview_image(images: Any, ctx: RunContext) -> None:
 
 
 NODES = [vae_decode, vae_encode, vae_decode_tiled, vae_encode_tiled, image_scale, image_scale_by,
-         load_image, save_image, preview_image]
+         image_scale_to_total_pixels, load_image, save_image, preview_image]

@@ -18,6 +18,8 @@ from typing import Any
 
 from ..graph import Graph, Link, Node
 from ..registry import NodeSpec
+from .common import kept_inputs
+from .prompt_text import export_value
 
 
 COMFY_ONLY_INPUTS: dict[str, dict[str, Any]] = {
@@ -58,8 +60,9 @@ def _resolve(graph: Graph, specs: Mapping[str, NodeSpec], link: Link) -> tuple[s
 
 def _entry(node: Node, spec: NodeSpec, links: dict[str, list[Any]]) -> dict[str, Any]:
     inputs: dict[str, Any] = dict(COMFY_ONLY_INPUTS.get(node.type, {}))
+    inputs.update(kept_inputs(node))  # values an import kept for inputs we do not have
     for p in spec.params:
-        inputs[p.name] = node.params.get(p.name, p.default)
+        inputs[p.name] = export_value(node.type, p.name, node.params.get(p.name, p.default))
     inputs.update(links)
     return {"class_type": node.type, "inputs": inputs,
             "_meta": {"title": node.title or spec.display_name or node.type}}
@@ -76,6 +79,8 @@ def to_api_prompt(graph: Graph, specs: Mapping[str, NodeSpec]) -> dict[str, dict
         spec = specs.get(node.type)
         if spec is None or node.mode != "normal" or not is_comfy_type(node.type):
             continue
+        if not spec.outputs and not spec.output_node:
+            continue  # does nothing when run (a note): ComfyUI's prompts have no such nodes
         sources = {name: _resolve(graph, specs, link) for name, link in graph.inputs_of(node.id).items()
                    if spec.input(name) is not None or spec.param(name) is not None}
         candidates[node.id] = (node, spec, sources)
