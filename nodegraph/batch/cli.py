@@ -41,6 +41,8 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("graph", metavar="GRAPH", nargs="?",
                    help="graph .json or PNG (may be left out with --resume: the manifest has it)")
     p.add_argument("--out", metavar="DIR", required=True, help="batch folder")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="NODE.PARAM=VALUE",
+                   help="set a param for every item, as `nodegraph run --set` (repeatable)")
     p.add_argument("--sweep", dest="sweeps", action="append", default=[], metavar="NODE.PARAM=SPEC",
                    help="a param to sweep; NODE is a node id or a unique title (repeatable)")
     p.add_argument("--ray", metavar="ADDRESS",
@@ -80,7 +82,14 @@ def cmd_batch(args: argparse.Namespace) -> int:
     show = JsonProgress(sys.stdout) if args.progress == "json" else TextProgress(sys.stderr)
     source = args.graph or args.out
     try:
-        result = run_batch(args.graph, args.out, args.sweeps, workers=args.workers, ray=args.ray,
+        graph = None
+        if args.graph is not None:
+            graph = session.load(args.graph)
+            for assignment in args.sets:
+                session.set(graph, assignment)
+        elif args.sets:
+            raise UsageError("--set needs the GRAPH file (a resumed batch keeps its graph)")
+        result = run_batch(graph, args.out, args.sweeps, workers=args.workers, ray=args.ray,
                            resume=args.resume, on_event=show, session=session, threads=args.threads,
                            worker_cpus=args.worker_cpus, worker_gpus=args.worker_gpus)
     except GraphLoadError as exc:

@@ -125,7 +125,7 @@ def folder_resolver(models_dirs: Sequence[str | os.PathLike[str]] = ()) -> Model
         from nodes import folders as model_folders
     except ImportError:  # the engine without the built-in pack
         return lambda name: None
-    mf = model_folders.ModelFolders(models_dirs)
+    mf = model_folders.folders_for(models_dirs)
     categories: list[str] = list(model_folders.CATEGORIES)
     for root in mf.roots():
         if root.is_dir():

@@ -31,6 +31,10 @@ from .worker import WorkerConfig
 from .writer import BatchWriter, Output, finished_items
 
 
+PROGRESS_VERSION = 1
+"""Version of the JSON progress events (docs/batch.md); bumped when a field changes meaning."""
+
+
 @dataclass
 class BatchResult:
     """What a batch run ended with (``done`` counts items done before this run too)."""
@@ -147,7 +151,8 @@ def run_batch(graph: Graph | str | os.PathLike[str] | None, out_dir: str | os.Pa
         workers = 1 if workers is None else workers
     inline = workers == 0
     n_workers = max(1, min(workers, len(todo))) if todo else 0
-    tracker({"event": "start", "total": len(manifest.items), "skipped": len(done),
+    tracker({"event": "start", "progress_version": PROGRESS_VERSION,
+             "total": len(manifest.items), "skipped": len(done),
              "todo": len(todo), "workers": n_workers, "backend": backend, "out": str(out),
              "resume": resume})
 

@@ -101,7 +101,7 @@ class ItemRunner:
     def info(self) -> dict[str, Any]:
         """Who this worker is: process id, host, thread count (for progress and logs)."""
         torch = sys.modules.get("torch")
-        return {"pid": os.getpid(), "host": socket.gethostname(), "name": self.config.name,
+        return {"pid": os.getpid(), "host": socket.gethostname(),
                 "threads": torch.get_num_threads() if torch is not None else self.config.threads}
 
     def close(self) -> None:
