@@ -2,6 +2,12 @@
 
     python main.py                 the demo graph (examples/demo.json) if it exists, else empty
     python main.py GRAPH.json      open a graph file (or a PNG saved by NodeGraph)
+
+On the canvas: Tab or double-click adds a node (fuzzy search); drag from an output to connect
+(drop on empty canvas to pick a node that takes it); wheel zooms at the cursor; middle button or
+Space+drag pans; F fits the selection (Shift+F / Home: everything); Delete, Ctrl+C/X/V/D,
+Ctrl+G groups, Ctrl+B bypasses, Ctrl+M mutes, Alt+C collapses; double-click a wire for a reroute
+point, a title to rename. Ctrl+Enter runs, Esc stops, Ctrl+Z / Ctrl+Shift+Z undo and redo.
 """
 from __future__ import annotations
 

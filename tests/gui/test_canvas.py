@@ -579,3 +579,33 @@ def test_group_resize_and_delete(make_window, qtbot):
     win.doc.undo.undo()
     win.doc.undo.undo()
     assert win.doc.graph.groups[0].rect == (-40, -60, 300, 300)
+
+
+def test_seed_control_row_menu_sets_the_mode(make_window):
+    g = Graph()
+    g.add_node(P + "Sampler", {}, id="1", pos=(0, 0))
+    win = make_window(g)
+    view = win.view
+    item = view.gs.node_items["1"]
+    ctl = item._row_by_name["seed"].control
+    click(view, item.mapToScene(ctl.center()))
+    menu = view._menu
+    assert menu.isVisible()
+    chosen = {a.text(): a for a in menu.actions()}
+    assert chosen["fixed"].isChecked()  # the spec's default mode
+    chosen["randomize"].trigger()
+    assert win.doc.graph.nodes["1"].control_after_run == {"seed": "randomize"}
+    win.doc.undo.undo()
+    assert win.doc.graph.nodes["1"].control_after_run == {}
+
+
+def test_clicking_a_combo_value_offers_its_choices(make_window):
+    g = Graph()
+    g.add_node(P + "Sampler", {}, id="1", pos=(0, 0))
+    win = make_window(g)
+    view = win.view
+    click(view, row_point(view, "1", "scheduler"))
+    actions = {a.text(): a for a in view._menu.actions()}
+    assert list(actions) == ["normal", "karras", "exponential", "simple"]
+    actions["karras"].trigger()
+    assert win.doc.graph.nodes["1"].params["scheduler"] == "karras"
