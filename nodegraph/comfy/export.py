@@ -44,10 +44,10 @@ def export_prompt(graph: Graph, specs: Mapping[str, NodeSpec]) -> dict[str, dict
             continue
         if is_placeholder(node):
             why = "a placeholder for a ComfyUI type NodeGraph does not have (it cannot run here either)"
-        elif spec is None:
-            why = "its type is unknown here (is its node pack installed?)"
         elif not is_comfy_type(node.type):
             why = f"it comes from the node pack {node.type.split('.', 1)[0]!r}; ComfyUI has no such node"
+        elif spec is None:
+            why = "its type is unknown here (is the built-in node pack loaded?)"
         else:
             why = ("a required input is not connected, or comes (maybe through bypassed nodes) from a "
                    "node that cannot be exported")
