@@ -56,12 +56,15 @@ class Document(QObject):
         self.graph_replaced.emit()
         self.path_changed.emit()
 
-    def open(self, path: str | os.PathLike[str]) -> None:
-        """Load a graph file or a PNG saved by NodeGraph (GraphLoadError if it cannot)."""
-        graph = graph_format.load(path)
-        path = Path(path)
-        # A PNG is an image, not the graph's file: saving asks for a new name.
-        self.replace_graph(graph, None if path.suffix.lower() == ".png" else path)
+    def open(self, path: str | os.PathLike[str]) -> Any:
+        """Load a graph file, a ComfyUI workflow or prompt, or a PNG/WebP carrying one (GraphLoadError
+        if it cannot). Returns the ``nodegraph.comfy.detect.Opened`` (format, import report)."""
+        from nodegraph.comfy.detect import open_graph
+
+        opened = open_graph(path, self.registry.nodes)
+        # An image or a ComfyUI file is not the graph's file: saving asks for a new name.
+        self.replace_graph(opened.graph, Path(path) if opened.keeps_path else None)
+        return opened
 
     def save(self, path: str | os.PathLike[str] | None = None) -> Path:
         """Write the graph atomically (to ``path``, else to its file)."""

@@ -30,7 +30,7 @@ from .panels.viewer import ImageViewer
 from .runner import RunOutcome, Runner
 from .view import GraphView
 
-GRAPH_FILTER = "NodeGraph graphs (*.json *.png);;All files (*)"
+GRAPH_FILTER = "Graphs and ComfyUI workflows (*.json *.png *.webp);;All files (*)"
 
 
 class Dialogs:
@@ -314,7 +314,7 @@ class MainWindow(QMainWindow):
     def load(self, path: str | os.PathLike[str]) -> bool:
         """Open a graph file (or a PNG saved by NodeGraph) without asking anything."""
         try:
-            self.doc.open(path)
+            opened = self.doc.open(path)
         except GraphLoadError as exc:
             self.dialogs.error("Cannot open graph", str(exc))
             self.log.append(str(exc), "error")
@@ -322,6 +322,8 @@ class MainWindow(QMainWindow):
         self.autosaver.discard()
         self.settings.add_recent(path)
         self.log.append(f"opened {path}")
+        for line in opened.report.lines() if opened.report is not None else []:
+            self.log.append(line, "warning")
         QTimer.singleShot(0, self.view.fit_all)
         self.view.fit_all()
         return True
@@ -360,7 +362,7 @@ class MainWindow(QMainWindow):
 
     def _files_dropped(self, paths: list[str]) -> None:
         for p in paths:
-            if Path(p).suffix.lower() in (".json", ".png"):
+            if Path(p).suffix.lower() in (".json", ".png", ".webp"):
                 self.open_file(p)
                 return
 

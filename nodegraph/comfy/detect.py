@@ -48,6 +48,12 @@ class Opened:
     def is_comfyui(self) -> bool:
         return self.kind != NODEGRAPH
 
+    @property
+    def keeps_path(self) -> bool:
+        """Whether saving may write back to the file it came from: only for our own graph files (an
+        image, or a ComfyUI file rewritten in our format, would be lost), so editors ask for a name."""
+        return self.kind == NODEGRAPH and not self.image
+
 
 def detect(data: Any) -> str | None:
     """The format of parsed JSON: :data:`NODEGRAPH`, :data:`WORKFLOW`, :data:`PROMPT`, or None."""
