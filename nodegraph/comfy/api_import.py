@@ -95,7 +95,7 @@ def from_prompt(data: Any, specs: SpecsArg = None, source: str | None = None
     for node_id, name, (src, index) in pending:
         src = str(src)
         graph.add_link(Link(src, _output_name(graph, specs, src, index), node_id, name))
-    layout(graph)
+    layout(graph, specs)
     graph.meta["imported_from"] = "ComfyUI API prompt"
     graph.revision = 0
     return graph, report
@@ -111,7 +111,7 @@ def _output_name(graph: Graph, specs: Mapping[str, NodeSpec], src: str, index: i
 
 
 # -- layout ------------------------------------------------------------------------------------------
-def layout(graph: Graph) -> None:
+def layout(graph: Graph, specs: Mapping[str, NodeSpec] | None = None) -> None:
     """Place nodes left to right by depth (longest chain of links from a node without inputs);
     within a column, order nodes by the mean row of what feeds them, so links mostly run straight."""
     depth: dict[str, int] = {}
@@ -137,14 +137,21 @@ def layout(graph: Graph) -> None:
             row[node_id] = i
             node = graph.nodes[node_id]
             node.pos = (x, y)
-            y += _height(graph, node) + ROW_GAP
+            spec = mapped_spec(specs, node.type) if specs is not None else None
+            y += _height(graph, node, spec) + ROW_GAP
         x += NODE_WIDTH + COLUMN_GAP
 
 
-def _height(graph: Graph, node: Node) -> float:
-    """A rough height for spacing: a title bar and one row per socket or param."""
-    rows = max(len(graph.inputs_of(node.id)), len(graph.links_from(node.id))) + len(node.params)
-    return 30.0 + 24.0 * max(rows, 1)
+def _height(graph: Graph, node: Node, spec: NodeSpec | None) -> float:
+    """About the height an editor draws the node at: a title bar, a row per socket, a row per param
+    (a text box for a multiline one, an extra row for a seed's control)."""
+    if spec is None:
+        sockets = max(len(graph.inputs_of(node.id)), len({lk.output for lk in graph.links_from(node.id)}))
+        return 26.0 + 20.0 * sockets + 22.0 * len(node.params) + 16.0
+    sockets = max(len(spec.inputs), len(spec.outputs))
+    params = sum(68.0 if p.multiline else 22.0 + (18.0 if p.control_after_run else 0.0)
+                 for p in spec.params)
+    return 26.0 + 20.0 * sockets + params + 16.0
 
 
 def _topological(graph: Graph) -> list[str]:
