@@ -20,6 +20,7 @@ from typing import Any, Callable, Mapping
 
 import torch
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 from nodes.sd import text_encoders, unet as unet_module, vae as vae_module
 from nodes.sd.diffusion_model import DiffusionModel
@@ -298,6 +299,27 @@ def _key_problems(what: str, prefix: str, missing: list[str], unexpected: list[s
     return out
 
 
+class _SkipInitOnMeta(TorchFunctionMode):
+    """Skips ``torch.nn.init`` / in-place random fills on meta tensors.
+
+    Modules built on the meta device still run their initialisers; for some (``nn.Embedding``'s
+    ``normal_``) torch routes meta tensors through Python decompositions whose first use imports
+    ``torch._dynamo`` (1-3 s). The values are never used — the checkpoint's tensors replace them.
+    """
+
+    _NAMES = frozenset({"normal_", "uniform_", "trunc_normal_", "kaiming_uniform_", "kaiming_normal_",
+                        "xavier_uniform_", "xavier_normal_", "zeros_", "ones_", "constant_", "orthogonal_",
+                        "zero_", "fill_", "random_", "exponential_"})
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if getattr(func, "__name__", "") in self._NAMES:
+            target = args[0] if args else kwargs.get("tensor", kwargs.get("self"))
+            if isinstance(target, torch.Tensor) and target.is_meta:
+                return target
+        return func(*args, **kwargs)
+
+
 def fill_module(
     make: Callable[[], nn.Module],
     tensors: dict[str, torch.Tensor],
@@ -310,7 +332,7 @@ def fill_module(
     converted one at a time, the source released as each is converted. Consumes ``tensors``.
     Returns (module, missing keys, unexpected keys).
     """
-    with torch.device("meta"):
+    with _SkipInitOnMeta(), torch.device("meta"):
         module = make()
     expected = set(module.state_dict())
     missing = sorted(expected - set(tensors))
@@ -456,24 +478,25 @@ def load_checkpoint(
             vae_config = vae_module.config_from_state_dict(vae_sd)
         except (ValueError, KeyError) as exc:
             problems.append(f"VAE weights are incomplete or damaged: {exc}")
-    with_text = _has_text_encoder(family, keys)
-    if with_text:
-        report = text_encoders.check_keys(family, sd)
-        problems += _key_problems("text encoders", "", report.missing, report.unexpected)
-
     unet_model, missing, unexpected = fill_module(lambda: unet_module.UNetModel(unet_config), unet_sd, dtype, device)
     problems = _key_problems("U-Net", UNET_PREFIX, missing, unexpected) + problems
     vae_model = None
     if vae_config is not None:
         vae_model, missing, unexpected = fill_module(lambda: vae_module.AutoencoderKL(vae_config), vae_sd, vae_dtype, device)
         problems += _key_problems("VAE", VAE_PREFIX, missing, unexpected)
+    with_text = _has_text_encoder(family, keys)
+    if problems and with_text:  # (build_text_encoder checks its own keys when all else is well)
+        with _SkipInitOnMeta():
+            report = text_encoders.check_keys(family, sd)
+        problems += _key_problems("text encoders", "", report.missing, report.unexpected)
     if problems:
         raise CheckpointError(path, f"{family} checkpoint does not match the {family} architecture: " + "; ".join(problems))
 
     text = None
     if with_text:
         try:
-            text = text_encoders.build_text_encoder(family, sd, dtype=text_dtype, device=device)
+            with _SkipInitOnMeta():
+                text = text_encoders.build_text_encoder(family, sd, dtype=text_dtype, device=device)
         except ValueError as exc:
             raise CheckpointError(path, str(exc)) from None
     sd.clear()

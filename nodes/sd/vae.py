@@ -336,10 +336,13 @@ def moments_to_latent(moments: torch.Tensor, generator: torch.Generator | None =
 # and even 1% errors in the statistics compound through the ~25 norms of the decoder. So:
 #  - the mid block with its attention runs untiled at latent resolution (cheap);
 #  - the tiles run in lock-step, one thread per tile taking turns: at each group norm every tile
-#    adds the sums over its "core" (the tiles' cores partition the image, and lie far enough from
-#    the tile edges that zero padding has not reached them), and all tiles normalise with the
-#    image-wide totals. The result equals the untiled one up to float rounding, and only one tile
-#    computes at a time, so peak memory is the paused tiles' activations plus one tile's temporaries.
+#    adds the statistics of its "core" (the tiles' cores partition the image, and lie far enough
+#    from the tile edges that zero padding has not reached them), and all tiles normalise with the
+#    image-wide totals. The result equals the untiled one up to float rounding.
+# The price: a paused tile keeps its activations, so all tiles' activations are alive at once —
+# about the untiled peak (one tile computes at a time, so per-op temporaries stay tile-sized).
+# ``shared_norms=False`` is ComfyUI's way instead: tiles one after the other, each normalised
+# with its own statistics, memory bounded by the tile size, colours that drift between tiles.
 
 
 class _Lockstep:
@@ -415,8 +418,11 @@ class _TileNorms:
         b, c, h, w = x.shape
         g = norm.num_groups
         y0, y1, th, x0, x1, tw = self.core
-        core = x[:, :, y0 * h // th: y1 * h // th, x0 * w // tw: x1 * w // tw].double().reshape(b, g, -1)
-        sums = [core.sum(-1), (core * core).sum(-1), core.shape[-1]]
+        core = x[:, :, y0 * h // th: y1 * h // th, x0 * w // tw: x1 * w // tw].reshape(b, g, -1)
+        var, mean = torch.var_mean(core.float(), dim=-1, correction=0)
+        n = core.shape[-1]
+        mean, var = mean.double(), var.double()
+        sums = [mean * n, (var + mean * mean) * n, n]
         shared = self.shared
         with shared.cond:
             if i in shared.sums:
