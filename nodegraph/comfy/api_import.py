@@ -60,6 +60,8 @@ def from_prompt(data: Any, specs: SpecsArg = None, source: str | None = None
     pending: list[tuple[str, str, Any]] = []  # (node id, input name, [src, index])
     for raw_id, entry in data.items():
         node_id = str(raw_id)
+        if not node_id:
+            raise import_error("a node id is empty; ids are the prompt's keys, such as \"3\"", source)
         class_type = entry.get("class_type")
         inputs = entry.get("inputs")
         if not isinstance(class_type, str) or not class_type:
@@ -94,6 +96,10 @@ def from_prompt(data: Any, specs: SpecsArg = None, source: str | None = None
 
     for node_id, name, (src, index) in pending:
         src = str(src)
+        if not src or not name:
+            report.notes.append(f"node {node_id} input {name!r}: a link from node {src!r} cannot be "
+                                "kept (empty id or name); left unconnected")
+            continue
         graph.add_link(Link(src, _output_name(graph, specs, src, index), node_id, name))
     layout(graph, specs)
     graph.meta["imported_from"] = "ComfyUI API prompt"

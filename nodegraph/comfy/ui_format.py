@@ -77,9 +77,9 @@ class _Importer:
         self.reroute_pos: dict[int, tuple[float, float]] = {}
         self.reroute_chain: dict[int, int] = {}
         self.primitives_resolved = 0
-        self.subgraphs = {sg.get("id"): sg.get("name") or sg.get("id")
-                          for sg in (data.get("definitions") or {}).get("subgraphs") or []
-                          if isinstance(sg, dict)}
+        definitions = data.get("definitions") if isinstance(data.get("definitions"), dict) else {}
+        self.subgraphs = {sg["id"]: sg.get("name") or sg["id"] for sg in _list(definitions.get("subgraphs"))
+                          if isinstance(sg, dict) and isinstance(sg.get("id"), str)}
 
     def note(self, text: str) -> None:
         self.report.notes.append(text)
@@ -87,7 +87,7 @@ class _Importer:
     # -- reading ---------------------------------------------------------------------------
     def run(self) -> tuple[Graph, ImportReport]:
         for i, raw in enumerate(self.data["nodes"]):
-            if not (isinstance(raw, dict) and type(raw.get("id")) in (int, str)
+            if not (isinstance(raw, dict) and type(raw.get("id")) in (int, str) and raw["id"] != ""
                     and isinstance(raw.get("type"), str) and raw["type"]):
                 raise import_error(f"nodes[{i}] is not a ComfyUI node (an object with an id and a type)",
                                    self.source, f"nodes[{i}]")
@@ -117,6 +117,8 @@ class _Importer:
         if not isinstance(raw_links, list):
             raise import_error("\"links\" must be a list", self.source, "links")
         for i, item in enumerate(raw_links):
+            if item is None:  # old litegraph files keep nulls for deleted links
+                continue
             try:
                 if isinstance(item, list) and len(item) >= 5:
                     link = _Link(int(item[0]), str(item[1]), int(item[2]), str(item[3]), int(item[4]),
@@ -128,24 +130,25 @@ class _Importer:
                         self.reroute_parent[link.id] = int(item["parentId"])
                 else:
                     raise ValueError
-            except (KeyError, TypeError, ValueError):
+            except (KeyError, TypeError, ValueError, OverflowError):
                 raise import_error(f"links[{i}] is not a ComfyUI link", self.source, f"links[{i}]") from None
             self.links[link.id] = link
 
     def _read_native_reroutes(self) -> None:
         """The frontend's native reroutes (not nodes): points on links, chained by parent id."""
         extra = self.data.get("extra") if isinstance(self.data.get("extra"), dict) else {}
-        for ext in extra.get("linkExtensions") or []:
-            if isinstance(ext, dict) and ext.get("parentId") is not None:
-                self.reroute_parent[int(ext["id"])] = int(ext["parentId"])
-        for r in list(self.data.get("reroutes") or []) + list(extra.get("reroutes") or []):
-            if not isinstance(r, dict) or "id" not in r:
+        for ext in _list(extra.get("linkExtensions")):
+            if isinstance(ext, dict) and None not in (_int(ext.get("id")), _int(ext.get("parentId"))):
+                self.reroute_parent[_int(ext["id"])] = _int(ext["parentId"])
+        for r in _list(self.data.get("reroutes")) + _list(extra.get("reroutes")):
+            rid = _int(r.get("id")) if isinstance(r, dict) else None
+            if rid is None:
                 continue
             pos = _pair(r.get("pos"))
             if pos is not None:
-                self.reroute_pos[int(r["id"])] = pos
-            if r.get("parentId") is not None:
-                self.reroute_chain[int(r["id"])] = int(r["parentId"])
+                self.reroute_pos[rid] = pos
+            if _int(r.get("parentId")) is not None:
+                self.reroute_chain[rid] = _int(r["parentId"])
 
     def _native_points(self, link_id: int) -> list[tuple[float, float]]:
         points: list[tuple[float, float]] = []
@@ -178,8 +181,8 @@ class _Importer:
             kept: dict[str, Any] = dict(look)
             kept.update({
                 "widgets_values": raw.get("widgets_values"),
-                "inputs": [_socket(s) for s in raw.get("inputs") or [] if isinstance(s, dict)],
-                "outputs": [_socket(s) for s in raw.get("outputs") or [] if isinstance(s, dict)],
+                "inputs": [_socket(s) for s in _list(raw.get("inputs")) if isinstance(s, dict)],
+                "outputs": [_socket(s) for s in _list(raw.get("outputs")) if isinstance(s, dict)],
             })
             if raw.get("properties"):
                 kept["properties"] = raw["properties"]
@@ -247,7 +250,7 @@ class _Importer:
     # -- links -----------------------------------------------------------------------------
     def _inputs_of(self, graph: Graph, node: Node, raw: dict[str, Any]) -> None:
         spec = mapped_spec(self.specs, node.type)
-        for slot, inp in enumerate(raw.get("inputs") or []):
+        for slot, inp in enumerate(_list(raw.get("inputs"))):
             if not isinstance(inp, dict) or inp.get("link") is None:
                 continue
             name = inp.get("name")
@@ -269,6 +272,9 @@ class _Importer:
             origin = self.raw.get(found.origin)
             if origin is not None and origin["type"] == PRIMITIVE:
                 self._primitive_value(node, spec, name, origin)
+                continue
+            if not found.origin:
+                self.note(f"{where}: its link comes from an empty node id; left unconnected")
                 continue
             output = self._output_name(found.origin, found.origin_slot)
             extra = {"reroutes": [[round(x), round(y)] for x, y in points]} if points else {}
@@ -301,18 +307,19 @@ class _Importer:
             link = nxt
 
     def _input_link(self, raw: dict[str, Any], slot: int) -> _Link | None:
-        inputs = raw.get("inputs") or []
-        if slot >= len(inputs) or not isinstance(inputs[slot], dict) or inputs[slot].get("link") is None:
+        inputs = _list(raw.get("inputs"))
+        inp = inputs[slot] if 0 <= slot < len(inputs) else None
+        if not isinstance(inp, dict) or inp.get("link") is None:
             return None
-        return self.links.get(_int(inputs[slot]["link"]))
+        return self.links.get(_int(inp["link"]))
 
     def _bypass_source(self, raw: dict[str, Any], slot: int, want: Any) -> _Link | None:
         """ComfyUI's rule for a bypassed node: the input at the output's slot index if its type is
         the one wanted, else the first input of that type."""
-        inputs = [s for s in raw.get("inputs") or [] if isinstance(s, dict)]
-        order = ([slot] if slot < len(inputs) else []) + list(range(len(inputs)))
+        inputs = _list(raw.get("inputs"))
+        order = ([slot] if 0 <= slot < len(inputs) else []) + list(range(len(inputs)))
         for i in order:
-            if inputs[i].get("type") == want:
+            if isinstance(inputs[i], dict) and inputs[i].get("type") == want:
                 return self._input_link(raw, i)
         return None
 
@@ -339,7 +346,7 @@ class _Importer:
         spec = mapped_spec(self.specs, raw["type"]) if raw is not None else None
         if spec is not None and 0 <= slot < len(spec.outputs):
             return spec.outputs[slot].name
-        outputs = (raw or {}).get("outputs") or []
+        outputs = _list((raw or {}).get("outputs"))
         if 0 <= slot < len(outputs) and isinstance(outputs[slot], dict) and outputs[slot].get("name"):
             return str(outputs[slot]["name"])
         return f"output_{slot}"
@@ -356,7 +363,7 @@ class _Importer:
     # -- groups ----------------------------------------------------------------------------
     def _groups(self) -> list[Group]:
         groups = []
-        for i, raw in enumerate(self.data.get("groups") or []):
+        for i, raw in enumerate(_list(self.data.get("groups"))):
             rect = raw.get("bounding") if isinstance(raw, dict) else None
             if not (isinstance(rect, list) and len(rect) == 4 and all(_is_num(v) for v in rect)):
                 self.note(f"groups[{i}] has no [x, y, width, height] bounding; left out")
@@ -390,10 +397,17 @@ def _pair(v: Any) -> tuple[float, float] | None:
 
 
 def _int(v: Any) -> int | None:
+    if isinstance(v, bool):
+        return None
     try:
         return int(v)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
+
+
+def _list(v: Any) -> list[Any]:
+    """A list field, or nothing when the field holds something else."""
+    return v if isinstance(v, list) else []
 
 
 def _short(values: list[Any], limit: int = 60) -> str:
