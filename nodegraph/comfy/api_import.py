@@ -78,7 +78,8 @@ def from_prompt(data: Any, specs: SpecsArg = None, source: str | None = None
             node = make_placeholder(node_id, class_type, {"inputs": dict(inputs)}, title=title)
             pending += [(node_id, name, v) for name, v in inputs.items() if is_link(v)]
         else:
-            node = Node(node_id, class_type, title=None if title in (spec.display_name, class_type) else title)
+            plain = title in (spec.display_name, class_type)  # no title of its own
+            node = Node(node_id, class_type, title=None if plain else title)
             kept: dict[str, Any] = {}
             for name, value in inputs.items():
                 if is_link(value) and (spec.input(name) is not None or spec.param(name) is not None):

@@ -1,4 +1,5 @@
-"""``nodegraph import-comfy`` and ``nodegraph export-comfy``; placeholders load, validate and save but never run."""
+"""``nodegraph import-comfy`` and ``nodegraph export-comfy``; placeholders load, validate and save but
+never run."""
 from __future__ import annotations
 
 import json
@@ -46,7 +47,8 @@ def test_export_comfy_writes_the_api_prompt(tmp_path):
     src = write(tmp_path / "api.json", fixture("comfyui_basic_api_example.json"))
     assert main(["import-comfy", str(src), "-o", str(tmp_path / "g.json")]) == 0
     assert main(["export-comfy", str(tmp_path / "g.json"), "-o", str(tmp_path / "out.json")]) == 0
-    assert strip_meta(json.loads((tmp_path / "out.json").read_text())) == fixture("comfyui_basic_api_example.json")
+    written = json.loads((tmp_path / "out.json").read_text())
+    assert strip_meta(written) == fixture("comfyui_basic_api_example.json")
 
 
 def test_export_comfy_names_the_nodes_that_cannot_go(tmp_path, capsys):
@@ -76,7 +78,8 @@ def test_a_placeholder_loads_validates_and_saves_but_never_runs(session, tmp_pat
     graph, _ = from_workflow(template("controlnet_example"), session.registry.nodes)
     problems = session.validate(graph)
     canny = next(p for p in problems if p.node_id == "34")
-    assert canny.code == "unknown_type" and "ComfyUI node type 'Canny' has no NodeGraph equivalent" in canny.message
+    assert canny.code == "unknown_type"
+    assert "ComfyUI node type 'Canny' has no NodeGraph equivalent" in canny.message
     session.save(graph, tmp_path / "g.json")
     assert session.load(tmp_path / "g.json") == graph
     with pytest.raises(GraphValidationError, match="node 34 \\(Canny\\)"):

@@ -33,6 +33,20 @@ def variants(name, folder):
     return ["ui.json", "api.json", "workflow.png", "prompt.png"]
 
 
+def fresh_session(registry, models_dir, out_dir):
+    """An fp32 CPU session with its own output cache (so nothing is reused between runs)."""
+    options = RunOptions(device="cpu", dtype="fp32", output_dir=out_dir, models_dirs=(models_dir,))
+    return Session(registry, options=options, cache=OutputCache())
+
+
+def run_file(session, path, assignments):
+    graph = session.load(path)
+    for assignment in assignments:
+        session.set(graph, assignment)
+    result = session.run(graph)
+    return pixels(f for ui in result.ui.values() for f in ui.get("files", []))
+
+
 def pixels(paths):
     out = []
     for path in sorted(paths):
@@ -45,13 +59,8 @@ def pixels(paths):
 def test_ui_api_and_png_forms_give_identical_pixels(name, registry, models_dir, tmp_path):
     results = {}
     for file in variants(name, tmp_path):
-        options = RunOptions(device="cpu", dtype="fp32", output_dir=tmp_path / f"out-{file}", models_dirs=(models_dir,))
-        session = Session(registry, options=options, cache=OutputCache())  # nothing cached between forms
-        graph = session.load(tmp_path / file)
-        for assignment in CASES[name]:
-            session.set(graph, assignment)
-        result = session.run(graph)
-        results[file] = pixels(f for ui in result.ui.values() for f in ui.get("files", []))
+        session = fresh_session(registry, models_dir, tmp_path / f"out-{file}")
+        results[file] = run_file(session, tmp_path / file, CASES[name])
     reference = results.pop("ui.json")
     assert reference and all(img.std() > 0 for img in reference)
     for file, images in results.items():
@@ -63,28 +72,19 @@ def test_ui_api_and_png_forms_give_identical_pixels(name, registry, models_dir, 
 def test_nodegraph_run_runs_a_comfyui_png_like_the_api(registry, models_dir, tmp_path, capsys):
     variants("default", tmp_path)
     sets = [a for s in CASES["default"] for a in ("--set", s)]
-    code = main(["run", str(tmp_path / "workflow.png"), "--out", str(tmp_path / "cli"), "--models", str(models_dir),
-                 "--device", "cpu", "--dtype", "fp32", "-q", *sets])
+    code = main(["run", str(tmp_path / "workflow.png"), "--out", str(tmp_path / "cli"),
+                 "--models", str(models_dir), "--device", "cpu", "--dtype", "fp32", "-q", *sets])
     assert code == 0, capsys.readouterr().err
-    session = Session(registry, options=RunOptions(device="cpu", dtype="fp32", output_dir=tmp_path / "api",
-                                                   models_dirs=(models_dir,)), cache=OutputCache())
-    graph = session.load(tmp_path / "ui.json")
-    for assignment in CASES["default"]:
-        session.set(graph, assignment)
-    session.run(graph)
-    (cli_image,), (api_image,) = pixels((tmp_path / "cli").glob("*.png")), pixels((tmp_path / "api").glob("*.png"))
+    (cli_image,) = pixels((tmp_path / "cli").glob("*.png"))
+    (api_image,) = run_file(fresh_session(registry, models_dir, tmp_path / "api"), tmp_path / "ui.json",
+                            CASES["default"])
     np.testing.assert_array_equal(cli_image, api_image)
 
 
 def test_the_seed_matters_so_equal_pixels_mean_something(registry, models_dir, tmp_path):
+    variants("default", tmp_path)
     images = []
     for seed in (1, 2):
-        options = RunOptions(device="cpu", dtype="fp32", output_dir=tmp_path / str(seed), models_dirs=(models_dir,))
-        session = Session(registry, options=options, cache=OutputCache())
-        variants("default", tmp_path)
-        graph = session.load(tmp_path / "ui.json")
-        for assignment in CASES["default"] + [f"3.seed={seed}"]:
-            session.set(graph, assignment)
-        result = session.run(graph)
-        images += pixels(f for ui in result.ui.values() for f in ui.get("files", []))
+        session = fresh_session(registry, models_dir, tmp_path / str(seed))
+        images += run_file(session, tmp_path / "ui.json", CASES["default"] + [f"3.seed={seed}"])
     assert np.abs(images[0].astype(int) - images[1].astype(int)).mean() > 1

@@ -1,6 +1,6 @@
-"""Round trips: our graph → ComfyUI API → our graph; a ComfyUI prompt → our graph → the same prompt; a UI
-workflow → our graph → the prompt ComfyUI itself would queue (checked against an independent converter
-and hand-checked fixtures); prompt text brackets both ways."""
+"""Round trips: our graph → ComfyUI API → our graph; a ComfyUI prompt → our graph → the same prompt;
+a UI workflow → our graph → the prompt ComfyUI itself would queue (checked against an independent
+converter and hand-checked fixtures); prompt text brackets both ways."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -79,7 +79,8 @@ def test_escaped_text_reads_here_as_comfyui_reads_the_original():
     from nodes.sd.prompt_weights import parse_prompt_weights
 
     for text in ["a [red] fox", "[[x]] (y:1.3) [z", "\\[lit] \\(p\\)"]:
-        assert parse_prompt_weights(escape_brackets(text)) == parse_prompt_weights(text, square_brackets=False)
+        comfyui_reading = parse_prompt_weights(text, square_brackets=False)
+        assert parse_prompt_weights(escape_brackets(text)) == comfyui_reading
 
 
 def test_square_bracket_weights_written_here_export_as_explicit_weights():
@@ -92,3 +93,13 @@ def test_square_bracket_weights_written_here_export_as_explicit_weights():
     theirs = parse_prompt_weights(out, square_brackets=False)
     assert [w for _, w in theirs] == [w for _, w in ours] and "".join(p for p, _ in theirs) == "".join(
         p for p, _ in ours)
+
+
+def test_bypassed_nodes_export_wired_through_as_comfyui_queues_them(specs):
+    data = template("hiresfix_latent_workflow")
+    for node in data["nodes"]:
+        if node["id"] == 10:  # the latent upscale between the two samplers
+            node["mode"] = 4
+    graph, _ = from_workflow(data, specs)
+    prompt = strip_meta(export_prompt(graph, specs))
+    assert prompt == to_prompt(data) and prompt["11"]["inputs"]["latent_image"] == ["3", 0]

@@ -243,7 +243,8 @@ def test_unknown_types_become_placeholders_keeping_their_data(specs):
     assert report.unknown == {"Canny": 1, "ControlNetApplyAdvanced": 1, "ControlNetLoader": 1}
     for node_id, node in placeholders.items():
         assert node.extra[COMFY_KEY]["widgets_values"] == raw[node_id]["widgets_values"]
-        assert [s["name"] for s in node.extra[COMFY_KEY]["outputs"]] == [o["name"] for o in raw[node_id]["outputs"]]
+        kept_outputs = [s["name"] for s in node.extra[COMFY_KEY]["outputs"]]
+        assert kept_outputs == [o["name"] for o in raw[node_id]["outputs"]]
     into_apply = {(lk.src, lk.output, lk.input) for lk in graph.inputs_of("32").values()}
     assert into_apply == {("6", "CONDITIONING", "positive"), ("7", "CONDITIONING", "negative"),
                           ("12", "CONTROL_NET", "control_net"), ("34", "IMAGE", "image")}
@@ -268,3 +269,16 @@ def test_data_that_is_not_a_workflow_is_a_load_error(specs, data, message):
     with pytest.raises(GraphLoadError, match=message) as exc:
         from_workflow(data, specs)
     assert exc.value.problems[0].code == "bad_comfyui"
+
+
+def test_a_whole_workflow_in_version_1_imports_as_its_version_0_4_twin(specs):
+    old = template("default")
+    new = {k: v for k, v in old.items() if k not in ("last_node_id", "last_link_id", "links", "version")}
+    new.update(version=1, state={"lastNodeId": old["last_node_id"], "lastLinkId": old["last_link_id"],
+                                 "lastGroupId": 0, "lastRerouteId": 0},
+               links=[dict(zip(("id", "origin_id", "origin_slot", "target_id", "target_slot", "type"), lk))
+                      for lk in old["links"]])
+    a, b = imported(old, specs), imported(new, specs)
+    assert b.meta["imported_from"].endswith("(UI format 1)")
+    b.meta = a.meta
+    assert a == b
