@@ -16,7 +16,7 @@ from ..graph import Graph, Link, Node
 from ..registry import NodeSpec
 from .common import (COMFY_KEY, ImportReport, SpecsArg, id_key, import_error, make_placeholder,
                      mapped_spec, resolve_specs)
-from .prompt_text import import_value
+from .prompt_text import import_value, prompt_notes
 
 COLUMN_GAP = 80.0
 ROW_GAP = 40.0
@@ -102,6 +102,7 @@ def from_prompt(data: Any, specs: SpecsArg = None, source: str | None = None
                                 "kept (empty id or name); left unconnected")
             continue
         graph.add_link(Link(src, _output_name(graph, specs, src, index), node_id, name))
+    report.notes.extend(prompt_notes(graph))
     layout(graph, specs)
     graph.meta["imported_from"] = "ComfyUI API prompt"
     graph.revision = 0

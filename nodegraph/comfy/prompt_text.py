@@ -11,9 +11,11 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from .common import PROMPT_PARAMS
+from ..graph import Graph
+from .common import PROMPT_PARAMS, id_key
 
 _UNESCAPED = re.compile(r"(?<!\\)[\[\]]")
+_EMBEDDING = re.compile(r"embedding:([^\s,()\[\]\\]+)")
 
 
 def escape_brackets(text: str) -> str:
@@ -68,3 +70,19 @@ def export_value(class_type: str, name: str, value: Any) -> Any:
     if (class_type, name) in PROMPT_PARAMS and isinstance(value, str):
         return to_comfy_text(value)
     return value
+
+
+def prompt_notes(graph: Graph) -> list[str]:
+    """Remarks on imported prompts: textual-inversion embeddings (``embedding:name``), which NodeGraph
+    does not load, so the words are read as plain text and the image differs from ComfyUI's."""
+    notes = []
+    for node_id in sorted(graph.nodes, key=id_key):
+        node = graph.nodes[node_id]
+        for class_type, name in PROMPT_PARAMS:
+            value = node.params.get(name) if node.type == class_type else None
+            found = _EMBEDDING.findall(value) if isinstance(value, str) else []
+            if found:
+                notes.append(f"node {node_id} ({node.type}) param {name}: the prompt uses textual-inversion "
+                             f"embedding(s) {', '.join(found)}, which NodeGraph does not load; the words "
+                             "are read as plain text, so the image will differ from ComfyUI's")
+    return notes

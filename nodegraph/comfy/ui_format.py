@@ -30,7 +30,7 @@ from ..graph import Graph, Group, Link, Node
 from ..registry import NodeSpec
 from .common import (COMFY_KEY, CONTROL_VALUES, EXTRA_WIDGETS, ImportReport, SpecsArg, import_error,
                      make_placeholder, mapped_spec, resolve_specs, takes_control_value)
-from .prompt_text import import_value
+from .prompt_text import import_value, prompt_notes
 
 REROUTE = "Reroute"
 PRIMITIVE = "PrimitiveNode"
@@ -107,6 +107,7 @@ class _Importer:
             if raw["type"] not in (REROUTE, PRIMITIVE):
                 self._inputs_of(graph, graph.nodes[node_id], raw)
         self._resolved_notes()
+        self.report.notes.extend(prompt_notes(graph))
         graph.groups = self._groups()
         graph.meta["imported_from"] = f"ComfyUI workflow (UI format {self.report.version})"
         graph.revision = 0

@@ -282,3 +282,9 @@ def test_a_whole_workflow_in_version_1_imports_as_its_version_0_4_twin(specs):
     assert b.meta["imported_from"].endswith("(UI format 1)")
     b.meta = a.meta
     assert a == b
+
+
+def test_prompts_naming_textual_inversion_embeddings_are_reported(specs):
+    graph, report = from_workflow(template("embedding_example"), specs)
+    assert "embedding:SDA768.pt" in graph.nodes["6"].params["text"]  # kept as written
+    assert any(n.startswith("node 6 (CLIPTextEncode) param text:") and "SDA768.pt" in n for n in report.notes)
