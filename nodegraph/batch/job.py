@@ -122,6 +122,8 @@ def run_batch(graph: Graph | str | os.PathLike[str] | None, out_dir: str | os.Pa
     Raises UsageError / GraphValidationError / ResumeRefused before anything runs when the request
     is wrong.
     """
+    if workers is not None and (workers < 0 or (ray and workers < 1)):
+        raise UsageError("workers must be at least 1 (0, without Ray: run the items in this process)")
     session = session or Session()
     out = Path(out_dir)
     graph, manifest = plan_batch(graph, sweeps, session, out_dir=out, resume=resume)

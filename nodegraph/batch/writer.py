@@ -237,12 +237,12 @@ class BatchWriter:
         self.errors.close()
 
 
-def finished_items(out_dir: Path, keys: dict[int, str], *, verify: bool = True
+def finished_items(out_dir: Path, keys: dict[int, str], *, verify: str = "size"
                    ) -> tuple[dict[int, dict[str, Any]], list[Path]]:
-    """Items recorded in ``results.jsonl`` whose key still matches and whose files exist (and,
-    with ``verify``, still have the recorded SHA-256): index → record. Also returns the files of
-    records that failed the check and no longer hold what was recorded (to be removed, so that
-    the item's re-run can write them again)."""
+    """Items recorded in ``results.jsonl`` whose key still matches and whose files exist with the
+    recorded size (``verify="sha256"``: the recorded SHA-256 — it reads every output): index →
+    record. Also returns the files of records that failed the check and no longer hold what was
+    recorded (to be removed, so that the item's re-run can write them again)."""
     done: dict[int, dict[str, Any]] = {}
     stale: list[Path] = []
     for record in read_jsonl(out_dir / RESULTS):
@@ -258,7 +258,8 @@ def finished_items(out_dir: Path, keys: dict[int, str], *, verify: bool = True
             path = out_dir / str(f.get("path", ""))
             if not path.is_file():
                 missing = True
-            elif verify and sha256_file(path) != f.get("sha256"):
+            elif path.stat().st_size != f.get("bytes", path.stat().st_size) or (
+                    verify == "sha256" and sha256_file(path) != f.get("sha256")):
                 bad.append(path)
         if not missing and not bad:
             done[index] = record

@@ -118,6 +118,15 @@ def test_finished_items_need_matching_key_and_intact_files(tmp_path: Path):
     assert done == {}
 
 
+def test_full_verification_catches_a_same_size_change(tmp_path: Path):
+    writer = BatchWriter(tmp_path)
+    writer.write_item(0, "k", [], [Output("3", 0, ".txt", b"abc")], seconds=0, worker="w")
+    writer.close()
+    (tmp_path / output_name(0, "k", "3", 0, ".txt")).write_bytes(b"abd")
+    assert sorted(finished_items(tmp_path, {0: "k"})[0]) == [0]  # sizes agree
+    assert finished_items(tmp_path, {0: "k"}, verify="sha256")[0] == {}
+
+
 @pytest.mark.parametrize("ext", [".png", ".txt"])
 def test_files_keep_their_extension(tmp_path: Path, ext: str):
     writer = BatchWriter(tmp_path)
