@@ -84,3 +84,13 @@ def test_without_ray_the_ray_option_says_how_to_install_it(capsys, graph_file, m
 def test_negative_workers_are_refused(capsys, graph_file, tmp_path):
     code, _, err = run(capsys, str(graph_file), "--out", str(tmp_path / "o"), "--workers", "-1")
     assert code == 2 and "--workers" in err
+
+
+def test_the_batch_modules_import_neither_torch_nor_ray():
+    import subprocess
+
+    code = ("import sys, nodegraph.cli, nodegraph.batch, nodegraph.batch.local, "
+            "nodegraph.batch.ray_backend, nodegraph.batch.worker; "
+            "print(sorted(m for m in ('torch', 'ray') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
