@@ -12,7 +12,7 @@ from typing import Any
 
 from nodegraph import RunContext, String, node
 
-from .loaders import _NO_CLIP
+from .loaders import NO_CLIP
 from .runtime import on_device
 
 
@@ -28,7 +28,7 @@ def clip_text_encode(clip: Any, text: str, ctx: RunContext) -> list:
     prompts longer than 75 tokens are encoded in several 77-token windows and concatenated.
     """
     if clip is None:
-        raise ValueError(_NO_CLIP)
+        raise ValueError(NO_CLIP)
     with on_device(ctx.options, *clip.models.values()):
         context, pooled = clip.encode(text)
     options = {} if pooled is None else {"pooled_output": pooled.cpu()}

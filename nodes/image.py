@@ -31,6 +31,7 @@ from typing import Any
 from nodegraph import Combo, Float, Int, RunContext, String, node
 
 from .folders import APP_MODELS_DIR, ENV_TESTING
+from .latent import check_latent
 from .runtime import on_device
 
 MAX_RESOLUTION = 16384
@@ -42,12 +43,6 @@ EXAMPLES_INPUT_DIR = APP_MODELS_DIR.parent / "examples" / "input"
 
 
 # -- VAE ------------------------------------------------------------------------------------------
-def _latent_samples(samples: Any) -> Any:
-    from .latent import _samples
-
-    return _samples(samples)
-
-
 def _check_image(image: Any, name: str = "image") -> Any:
     import torch
 
@@ -94,7 +89,7 @@ def _decode(vae: Any, latents: Any, options: Any) -> Any:
       inputs={"samples": "LATENT", "vae": "VAE"}, outputs={"IMAGE": "IMAGE"})
 def vae_decode(samples: dict, vae: Any, ctx: RunContext) -> Any:
     """Latents to images with the VAE (falls back to tiled decoding when memory runs out)."""
-    return _decode(vae, _latent_samples(samples), ctx.options)
+    return _decode(vae, check_latent(samples), ctx.options)
 
 
 @node("VAEDecodeTiled", display_name="VAE Decode (Tiled)", category="latent",
@@ -107,7 +102,7 @@ def vae_decode_tiled(samples: dict, vae: Any, tile_size: int, overlap: int, ctx:
     if tile_size < overlap * 4:
         overlap = tile_size // 4
     with on_device(ctx.options, vae.model):
-        return vae.decode_tiled(_latent_samples(samples), tile=max(1, tile_size // 8), overlap=overlap // 8)
+        return vae.decode_tiled(check_latent(samples), tile=max(1, tile_size // 8), overlap=overlap // 8)
 
 
 @node("VAEEncode", display_name="VAE Encode", category="latent",

@@ -14,7 +14,8 @@ LATENT_UPSCALE_METHODS = ("nearest-exact", "bilinear", "area", "bicubic", "bisle
 CROP_METHODS = ("disabled", "center")
 
 
-def _samples(latent: Any, name: str = "samples") -> Any:
+def check_latent(latent: Any, name: str = "samples") -> Any:
+    """The ``samples`` tensor of a LATENT value, or a ValueError saying what the input should be."""
     import torch
 
     if not isinstance(latent, dict) or not isinstance(latent.get("samples"), torch.Tensor):
@@ -61,7 +62,7 @@ def latent_upscale(samples: dict, upscale_method: str, width: int, height: int, 
     from nodes.sd.resize import scale_latent
 
     out = dict(samples)
-    out["samples"] = scale_latent(_samples(samples), upscale_method, width, height, crop)
+    out["samples"] = scale_latent(check_latent(samples), upscale_method, width, height, crop)
     return out
 
 
@@ -75,7 +76,7 @@ def latent_upscale_by(samples: dict, upscale_method: str, scale_by: float) -> di
     from nodes.sd.resize import scale_latent_by
 
     out = dict(samples)
-    out["samples"] = scale_latent_by(_samples(samples), upscale_method, scale_by)
+    out["samples"] = scale_latent_by(check_latent(samples), upscale_method, scale_by)
     return out
 
 
@@ -90,7 +91,7 @@ def latent_from_batch(samples: dict, batch_index: int, length: int) -> dict:
     The result remembers each latent's position in the original batch (``batch_index``), so
     sampling it reproduces the noise those images had in the whole batch.
     """
-    latents = _samples(samples)
+    latents = check_latent(samples)
     batch = latents.shape[0]
     if batch == 0:
         raise ValueError("samples is an empty batch (0 latents): there is nothing to take")

@@ -10,18 +10,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from nodegraph import Combo, Int, RunContext, node
+from nodegraph import Int, RunContext, node
 
-from .runtime import dtype_choice, find_model, manager, model_choices, model_fingerprint, model_unlisted
+from .runtime import dtype_choice, find_model, manager, model_fingerprint, model_param
 
-
-def _model_param(name: str, category: str, what: str) -> Any:
-    return Combo(name, model_choices(category), "", check_unlisted=model_unlisted(category),
-                 description=f"{what} file in a '{category}' models folder")
+NO_CLIP = ("the clip input is empty: the checkpoint has no text encoder. Load a checkpoint that "
+           "includes one, or connect another CLIP.")
 
 
 @node("CheckpointLoaderSimple", display_name="Load Checkpoint", category="loaders",
-      params=[_model_param("ckpt_name", "checkpoints", "Stable Diffusion checkpoint (SD1.x, SD2.x, SDXL)")],
+      params=[model_param("ckpt_name", "checkpoints", "Stable Diffusion checkpoint (SD1.x, SD2.x, SDXL)")],
       outputs={"MODEL": "MODEL", "CLIP": "CLIP", "VAE": "VAE"},
       fingerprint=model_fingerprint("checkpoints", "ckpt_name"))
 def checkpoint_loader_simple(ckpt_name: str, ctx: RunContext) -> tuple[Any, Any, Any]:
@@ -46,7 +44,7 @@ def checkpoint_loader_simple(ckpt_name: str, ctx: RunContext) -> tuple[Any, Any,
 
 
 @node("VAELoader", display_name="Load VAE", category="loaders",
-      params=[_model_param("vae_name", "vae", "VAE")], outputs={"VAE": "VAE"},
+      params=[model_param("vae_name", "vae", "VAE")], outputs={"VAE": "VAE"},
       fingerprint=model_fingerprint("vae", "vae_name"))
 def vae_loader(vae_name: str, ctx: RunContext) -> Any:
     """Load a standalone VAE file (e.g. ``vae-ft-mse-840000`` or ``sdxl_vae``), to use instead of a
@@ -68,11 +66,8 @@ def clip_set_last_layer(clip: Any, stop_at_clip_layer: int) -> Any:
     encoder's depth falls back to its last layer, as in ComfyUI.
     """
     if clip is None:
-        raise ValueError(_NO_CLIP)
+        raise ValueError(NO_CLIP)
     return clip.with_last_layer(stop_at_clip_layer)
 
-
-_NO_CLIP = ("the clip input is empty: the checkpoint has no text encoder. Load a checkpoint that "
-            "includes one, or connect another CLIP.")
 
 NODES = [checkpoint_loader_simple, vae_loader, clip_set_last_layer]

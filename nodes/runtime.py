@@ -1,7 +1,8 @@
 """What the built-in nodes share when they compute: model files, the model manager, precision, progress.
 
-- ``model_choices(category)`` / ``model_unlisted(category)``: a model COMBO param's choices (the files
-  found in the run's model folders) and its explanation of a missing file (folders searched, files found).
+- ``model_param(name, category, what)``: a COMBO param choosing a model file: its choices are the files
+  found in the run's model folders (``model_choices``), and a missing file is explained by the folders
+  searched and the files found (``model_unlisted``).
 - ``find_model(options, category, name)``: the file behind a model param; ``model_fingerprint`` makes a
   loader node load again when that file changes.
 - ``manager(options)``: the process-wide ``ModelManager`` for the run's device (``--device``).
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nodegraph.context import RunContext, RunOptions
+from nodegraph.registry import Combo, ParamSpec
 from nodes.folders import ModelNotFound, folders_for
 
 if TYPE_CHECKING:
@@ -53,6 +55,12 @@ def model_unlisted(category: str) -> Callable[[Any, RunOptions | None], str | No
         return None
 
     return check
+
+
+def model_param(name: str, category: str, what: str) -> ParamSpec:
+    """A COMBO param choosing a model file of ``category`` (choices, and the explanation of a missing file)."""
+    return Combo(name, model_choices(category), "", check_unlisted=model_unlisted(category),
+                 description=f"{what} file in a '{category}' models folder")
 
 
 def find_model(options: RunOptions, category: str, name: str) -> Path:

@@ -9,15 +9,14 @@ from typing import Any
 
 from nodegraph import RunContext, node
 
-from .loaders import _model_param
-from .runtime import find_model, manager, model_fingerprint, on_device
+from .runtime import find_model, manager, model_fingerprint, model_param, on_device
 
 TILE = 512
 OVERLAP = 32
 
 
 @node("UpscaleModelLoader", display_name="Load Upscale Model", category="loaders",
-      params=[_model_param("model_name", "upscale_models", "upscale model (ESRGAN, SwinIR, ...)")],
+      params=[model_param("model_name", "upscale_models", "upscale model (ESRGAN, SwinIR, ...)")],
       outputs={"UPSCALE_MODEL": "UPSCALE_MODEL"},
       fingerprint=model_fingerprint("upscale_models", "model_name"))
 def upscale_model_loader(model_name: str, ctx: RunContext) -> Any:
