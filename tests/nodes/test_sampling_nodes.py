@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from nodekit import FakeContext, options_for
+from nodekit import ROOT, FakeContext, options_for
 
 from nodegraph import Interrupted
 from nodes import sampling as nodes_sampling
@@ -194,3 +194,39 @@ def test_seed_params_are_randomized_after_each_run_by_default(registry):
     assert registry["KSampler"].param("seed").control_after_run == "randomize"
     assert registry["RandomNoise"].param("noise_seed").control_after_run == "randomize"
     assert registry["KSampler"].param("seed").max == 2**64 - 1
+
+
+def test_sdxl_prompts_without_sizes_are_conditioned_on_the_sampled_image_size(load, ctx):
+    model, _, _ = load("sdxl")
+    pos, neg = prompts(load, ctx, "sdxl")
+
+    def with_size(cond, size):
+        return [[c, dict(o, width=size, height=size, crop_w=0, crop_h=0, target_width=size, target_height=size)]
+                for c, o in cond]
+
+    plain = ksampler(model=model, positive=pos, negative=neg, latent_image=latent(), denoise=1.0, ctx=ctx, **SETTINGS)
+    at_64 = ksampler(model=model, positive=with_size(pos, 64), negative=with_size(neg, 64), latent_image=latent(),
+                     denoise=1.0, ctx=ctx, **SETTINGS)
+    at_1024 = ksampler(model=model, positive=with_size(pos, 1024), negative=with_size(neg, 1024),
+                       latent_image=latent(), denoise=1.0, ctx=ctx, **SETTINGS)
+    torch.testing.assert_close(plain["samples"], at_64["samples"], rtol=0, atol=0)
+    assert not torch.allclose(plain["samples"], at_1024["samples"], atol=1e-4)
+
+
+def test_interrupting_a_run_stops_the_sampler_after_the_current_step(session):
+    from nodegraph.events import Progress
+
+    graph = session.load(ROOT / "examples" / "txt2img.json")
+    for assignment in ("4.ckpt_name=sd1.safetensors", "5.width=64", "5.height=64", "3.steps=10"):
+        session.set(graph, assignment)
+    steps = []
+
+    def on_event(event):
+        if isinstance(event, Progress):
+            steps.append(event.step)
+            session.interrupt()
+
+    with pytest.raises(Interrupted):
+        session.run(graph, on_event=on_event)
+    assert steps == [1]
+    assert not session.options.output_dir.exists()
