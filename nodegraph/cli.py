@@ -42,9 +42,11 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    run = sub.add_parser("run", help="run a graph file (or a PNG saved by NodeGraph)",
+    run = sub.add_parser("run", help="run a graph file, a ComfyUI workflow/prompt, or a PNG/WebP "
+                         "carrying one",
                          epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    run.add_argument("graph", metavar="GRAPH", help="graph .json file or PNG with an embedded graph")
+    run.add_argument("graph", metavar="GRAPH", help="graph .json file, ComfyUI workflow or API .json, "
+                     "or a PNG/WebP with an embedded graph (ComfyUI's too)")
     run.add_argument("--set", dest="sets", action="append", default=[], metavar="NODE.PARAM=VALUE",
                      help="override a param; NODE is a node id or a unique title (repeatable)")
     run.add_argument("--out", metavar="DIR", default="output", help="output folder (default: output)")
