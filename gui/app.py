@@ -12,6 +12,7 @@ point, a title to rename. Ctrl+Enter runs, Esc stops, Ctrl+Z / Ctrl+Shift+Z undo
 from __future__ import annotations
 
 import argparse
+import atexit
 import sys
 from pathlib import Path
 
@@ -29,6 +30,18 @@ DEMO = REPO / "examples" / "demo.json"
 _windows: list = []  # open windows (kept alive here)
 
 
+def clear_headless_clipboard() -> None:
+    """Drop clipboard data we own when there is no desktop to hand it to.
+
+    PySide6 6.11 on the offscreen/minimal platforms crashes at interpreter exit while the
+    clipboard still holds a QMimeData that Python put there (reproduced: set any QMimeData, exit
+    → SIGSEGV). A real desktop keeps the clipboard, so this only acts on headless platforms.
+    """
+    app = QApplication.instance()
+    if app is not None and app.platformName() in ("offscreen", "minimal"):
+        app.clipboard().clear()
+
+
 def ensure_app(argv: list[str] | None = None) -> QApplication:
     """The QApplication (created, themed, named on first call)."""
     app = QApplication.instance()
@@ -39,6 +52,7 @@ def ensure_app(argv: list[str] | None = None) -> QApplication:
         app.setOrganizationName("NodeGraph")
         app.setApplicationDisplayName("NodeGraph")
         theme.apply(app)
+        atexit.register(clear_headless_clipboard)
     return app
 
 

@@ -53,6 +53,16 @@ class FakeDialogs:
         self.errors.append((title, text))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _headless_clipboard_emptied_at_exit():
+    """The copy/paste tests leave a QMimeData on the clipboard, which crashes PySide6's offscreen
+    platform at exit (see gui.app.clear_headless_clipboard)."""
+    yield
+    from gui.app import clear_headless_clipboard
+
+    clear_headless_clipboard()
+
+
 @pytest.fixture(scope="session")
 def registry():
     return graphs.registry()
