@@ -97,3 +97,15 @@ def test_validate_command_lists_placeholders(tmp_path, capsys):
     assert main(["validate", str(src)]) == 2
     err = capsys.readouterr().err
     assert "3 placeholder node(s) for ComfyUI types NodeGraph does not have" in err
+
+
+def test_import_comfy_reads_a_comfyui_png(tmp_path):
+    from PIL import Image, PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text("prompt", json.dumps(fixture("comfyui_basic_api_example.json")))
+    info.add_text("workflow", json.dumps(template("default")))
+    Image.new("RGB", (8, 8)).save(tmp_path / "ComfyUI_00001_.png", pnginfo=info)
+    assert main(["import-comfy", str(tmp_path / "ComfyUI_00001_.png"), "-o", str(tmp_path / "g.json")]) == 0
+    graph = load(tmp_path / "g.json")
+    assert graph.nodes["9"].params == {"filename_prefix": "SD1.5"} and graph.groups  # from the workflow
