@@ -19,12 +19,18 @@ from ..registry import INT, NodeSpec, ParamSpec
 COMFY_KEY = "comfyui"
 """The node field (``Node.extra[COMFY_KEY]``) that keeps ComfyUI data with no NodeGraph equivalent."""
 
-CONTROL_VALUES = ("fixed", "increment", "decrement", "randomize")
-"""The values of ComfyUI's "control after generate" widget (the same words as our control_after_run)."""
+CONTROL_VALUES = ("fixed", "increment", "decrement", "randomize", "increment-wrap")
+"""The values of ComfyUI's "control after generate" widget: our control_after_run's words, and the
+newer frontend's ``increment-wrap`` (our ``increment`` wraps anyway)."""
 
 SEED_NAMES = ("seed", "noise_seed")
-"""INT inputs ComfyUI's frontend always gives a "control after generate" widget (besides those whose
-definition asks for one with ``control_after_generate``)."""
+"""INT inputs ComfyUI's frontend gives a "control after generate" widget unless their definition says
+otherwise (``control_after_generate``, which can also ask for one on any INT)."""
+
+
+def control_mode(value: str) -> str:
+    """Our control_after_run mode for a ComfyUI control value."""
+    return "increment" if value == "increment-wrap" else value
 
 EXTRA_WIDGETS: dict[str, tuple[str, ...]] = {
     "LoadImage": ("upload",),

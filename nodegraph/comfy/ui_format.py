@@ -28,8 +28,8 @@ from typing import Any
 
 from ..graph import Graph, Group, Link, Node
 from ..registry import NodeSpec
-from .common import (COMFY_KEY, CONTROL_VALUES, EXTRA_WIDGETS, ImportReport, SpecsArg, import_error,
-                     make_placeholder, mapped_spec, resolve_specs, takes_control_value)
+from .common import (COMFY_KEY, CONTROL_VALUES, EXTRA_WIDGETS, ImportReport, SpecsArg, control_mode,
+                     import_error, make_placeholder, mapped_spec, resolve_specs, takes_control_value)
 from .prompt_text import import_value, prompt_notes
 
 REROUTE = "Reroute"
@@ -234,7 +234,7 @@ class _Importer:
             i += 1
             if takes_control_value(p) and i < len(values) and values[i] in CONTROL_VALUES:
                 if p.control_after_run is not None:
-                    control[p.name] = values[i]
+                    control[p.name] = control_mode(values[i])
                 i += 1
         rest = values[i:]
         names = EXTRA_WIDGETS.get(spec.type_id, ())
@@ -340,7 +340,7 @@ class _Importer:
         node.params[name] = value
         if (param is not None and param.control_after_run is not None and len(values) > 1
                 and values[1] in CONTROL_VALUES):
-            node.control_after_run[name] = values[1]
+            node.control_after_run[name] = control_mode(values[1])
 
     def _output_name(self, node_id: str, slot: int) -> str:
         raw = self.raw.get(node_id)

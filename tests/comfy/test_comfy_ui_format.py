@@ -288,3 +288,8 @@ def test_prompts_naming_textual_inversion_embeddings_are_reported(specs):
     graph, report = from_workflow(template("embedding_example"), specs)
     assert "embedding:SDA768.pt" in graph.nodes["6"].params["text"]  # kept as written
     assert any(n.startswith("node 6 (CLIPTextEncode) param text:") and "SDA768.pt" in n for n in report.notes)
+
+
+def test_the_newer_frontends_increment_wrap_control_is_read_as_increment(specs):
+    graph = imported(workflow([ksampler([7, "increment-wrap", 30, 6.5, "euler", "normal", 1.0])]), specs)
+    assert graph.nodes["3"].params["steps"] == 30 and graph.nodes["3"].control_after_run == {"seed": "increment"}
