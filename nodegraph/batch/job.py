@@ -212,7 +212,7 @@ def _coordinate(pool: Pool, todo: list[Item], workers: int, writer: BatchWriter,
         outputs = [o if isinstance(o, Output) else Output(**o) for o in result.get("outputs", [])]
         record = writer.write_item(item.index, item.key, item.overrides_json(), outputs,
                                    seconds=float(result.get("seconds", 0.0)), worker=worker,
-                                   attempts=attempt)
+                                   attempts=attempt, threads=result.get("threads"))
         tracker({"event": "item_done", "index": item.index, "key": item.key, "worker": worker,
                  "seconds": record["seconds"], "files": [f["path"] for f in record["files"]],
                  "attempt": attempt})

@@ -131,8 +131,10 @@ class ItemRunner:
         finally:
             shutil.rmtree(folder, ignore_errors=True)
         self.items_run += 1
+        torch = sys.modules.get("torch")
         return {"status": "ok", "outputs": outputs, "seconds": time.perf_counter() - start,
-                "model_loads": model_loads()}
+                "model_loads": model_loads(),
+                "threads": torch.get_num_threads() if torch is not None else None}
 
     def _apply(self, overrides: list[list[Any]]) -> None:
         """Set this item's overrides; params only an earlier item set go back to the graph's."""

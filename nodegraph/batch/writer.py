@@ -206,7 +206,8 @@ class BatchWriter:
         self.kept_existing = 0  # outputs already on disk from an earlier attempt
 
     def write_item(self, index: int, key: str, overrides: list[list[Any]], outputs: list[Output],
-                   *, seconds: float, worker: str, attempts: int = 1) -> dict[str, Any]:
+                   *, seconds: float, worker: str, attempts: int = 1,
+                   threads: int | None = None) -> dict[str, Any]:
         """Write every output of a finished item, then its ``results.jsonl`` line (returned)."""
         meta = json.dumps({"index": index, "key": key, "overrides": overrides},
                           sort_keys=True, ensure_ascii=False)
@@ -222,6 +223,8 @@ class BatchWriter:
                           "element": out.element, "bytes": len(data)})
         record = {"index": index, "key": key, "overrides": overrides, "files": files,
                   "seconds": round(seconds, 4), "worker": worker, "attempts": attempts}
+        if threads is not None:
+            record["threads"] = threads
         self.results.append(record)
         return record
 

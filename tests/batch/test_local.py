@@ -65,6 +65,7 @@ def test_two_workers_write_each_output_once_with_single_process_bytes(sd_session
     records = list(read_jsonl(tmp_path / "out" / "results.jsonl"))
     assert sorted(r["index"] for r in records) == list(range(8))
     assert {r["worker"] for r in records} == {"local-1", "local-2"}
+    assert {r["threads"] for r in records} == {1}  # 2 cores shared by 2 workers
     assert result.model_loads == 2  # once per worker, not per item
     assert leftovers(tmp_path / "out") == []
 
