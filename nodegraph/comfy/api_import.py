@@ -41,7 +41,8 @@ def unwrap(data: Any) -> Any:
 
 
 def is_link(value: Any) -> bool:
-    """ComfyUI's test: a two-item list of a node id (a string) and an output index."""
+    """ComfyUI's test: a two-item list of a node id and an output index (ComfyUI wants the id as a
+    string; an integer id, as scripts sometimes write it, is accepted too)."""
     return (isinstance(value, list) and len(value) == 2 and isinstance(value[0], (str, int))
             and not isinstance(value[0], bool) and type(value[1]) is int)
 
