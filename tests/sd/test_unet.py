@@ -89,8 +89,13 @@ def test_matches_diffusers_for_text_conditioned_families(family):
     assert rel_err(ours, theirs) <= 1e-4
 
 
-def test_matches_diffusers_with_every_conv_run_as_unfold_and_matmul(monkeypatch):
-    monkeypatch.setattr(unet_module, "GEMM_CONV_MIN_WEIGHT_PER_PIXEL", 0)
+@pytest.mark.parametrize(
+    "forced",
+    [("GEMM_CONV_MIN_WEIGHT_PER_PIXEL", 0), ("FF_CHUNK_ELEMENTS", 1000)],
+    ids=["every-conv-as-unfold-and-matmul", "feed-forward-in-slices"],
+)
+def test_matches_diffusers_with_the_cpu_fast_paths_forced(monkeypatch, forced):
+    monkeypatch.setattr(unet_module, *forced)
     model = random_unet(tiny_config("sd1"), seed=5)
     ref = diffusers_twin(model)
     x, t, context = inputs(model.config, h=9, w=12)
@@ -115,6 +120,19 @@ def test_conv_on_a_small_map_runs_as_matmul_and_equals_convolution(monkeypatch, 
     assert onednn_calls == [large.shape]  # the small map went through unfold + matmul
     assert ours_small.shape == ref_small.shape
     assert rel_err(ours_small, ref_small) <= 1e-6 and rel_err(ours_large, ref_large) <= 1e-6
+
+
+def test_gradients_match_diffusers(monkeypatch):
+    """The in-place shortcuts of the inference path stay out of the way of autograd."""
+    monkeypatch.setattr(unet_module, "GEMM_CONV_MIN_WEIGHT_PER_PIXEL", 0)
+    model = random_unet(tiny_config("sd2"), seed=6)
+    ref = diffusers_twin(model)
+    x, t, context = inputs(model.config)
+    x_ours, x_ref = x.clone().requires_grad_(), x.clone().requires_grad_()
+    model(x_ours, t, context).square().sum().backward()
+    ref(x_ref, t, encoder_hidden_states=context).sample.square().sum().backward()
+    assert rel_err(x_ours.grad, x_ref.grad) <= 1e-4
+    assert rel_err(model.input_blocks[0][0].weight.grad, ref.conv_in.weight.grad) <= 1e-4
 
 
 def test_matches_diffusers_on_latents_not_divisible_by_the_downsampling():
