@@ -147,6 +147,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         slow = sorted(stats.seconds.items(), key=lambda kv: -kv[1])[:5]
         if slow:
             print("slowest: " + ", ".join(f"{graph.nodes[n].label} {s:.2f} s" for n, s in slow))
+        # Model loaders say which precision `--dtype` resolved to (auto picks per device).
+        for node_id, ui in sorted(result.ui.items()):
+            if ui.get("dtype"):
+                print(f"precision ({graph.nodes[node_id].label}): {ui['dtype']}")
     for node_id, ui in sorted(result.ui.items()):
         for path in ui.get("files", []):
             print(f"wrote {path}")

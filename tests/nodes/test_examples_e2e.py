@@ -94,6 +94,11 @@ def test_example_runs_through_the_cli(cli_runs, name, family):
                            "_meta": {"title": "Checkpoint"}}
 
 
+def test_the_cli_summary_says_which_precision_the_run_used(cli_runs):
+    proc = cli_runs[("txt2img", "sd1")][0]
+    assert "precision (4 (CheckpointLoaderSimple)): dtype fp32 (requested" in proc.stdout, proc.stdout
+
+
 def test_ksampler_and_split_node_variants_give_identical_pixels_through_the_cli(cli_runs):
     whole = next(cli_runs[("txt2img", "sd1")][1].rglob("*.png"))
     split = next(cli_runs[("txt2img_split", "sd1")][1].rglob("*.png"))
