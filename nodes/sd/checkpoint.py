@@ -461,8 +461,8 @@ def load_checkpoint(
     text_dtype = text_dtype or dtype
     keys = list(sd)
 
-    # Split the components off (moving, not copying, the tensors) and check every component's keys
-    # before building anything, so that one message lists all the problems.
+    # Split the components off (moving, not copying, the tensors) and collect every component's key
+    # problems before raising, so that one message lists them all.
     unet_sd = {k[len(UNET_PREFIX):]: sd.pop(k) for k in keys if k.startswith(UNET_PREFIX)}
     vae_sd = vae_module.vae_state_dict({k: sd.pop(k) for k in keys if k.startswith(VAE_PREFIX)})
     try:
