@@ -112,8 +112,9 @@ def run_batch(graph: Graph | str | os.PathLike[str] | None, out_dir: str | os.Pa
               handle_sigint: bool = True, pool: Pool | None = None) -> BatchResult:
     """Run (or resume) a batch: every item of the sweeps' grid, each output written exactly once.
 
-    ``workers``: local worker processes (default 1; 0 runs the items in this process, one after
-    another — for debugging and reference runs), or with ``ray`` (a cluster address such as
+    ``workers``: local worker processes (default: one per CUDA GPU, each seeing only its own,
+    else 1; 0 runs the items in this process, one after another — for debugging and reference
+    runs), or with ``ray`` (a cluster address such as
     ``"ray://head:10001"``, ``"127.0.0.1:6379"`` or ``"auto"``) the number of Ray actors (default:
     one per GPU of the cluster, else one per node). ``threads``: CPU threads per worker (default:
     the cores shared out among local workers; ``worker_cpus`` for Ray). ``on_event`` receives the
@@ -150,7 +151,8 @@ def run_batch(graph: Graph | str | os.PathLike[str] | None, out_dir: str | os.Pa
             worker_gpus = 1.0 if ray_backend.cluster_gpus() >= 1 else 0.0
     else:
         connected = False
-        workers = 1 if workers is None else workers
+        if workers is None:  # one per GPU (each its own), else one
+            workers = max(1, len(_local_gpus(session.options)))
     inline = workers == 0
     n_workers = max(1, min(workers, len(todo))) if todo else 0
     tracker({"event": "start", "progress_version": PROGRESS_VERSION,
@@ -202,7 +204,16 @@ def _make_pool(backend: str, graph: Graph, options: RunOptions, workers: int,
         config.threads = threads
         return InlinePool(config)
     config.threads = threads or default_threads(workers)
-    return LocalPool(config)
+    return LocalPool(config, gpus=_local_gpus(options))
+
+
+def _local_gpus(options: RunOptions) -> list[str]:
+    """GPUs to share out among local workers: none when the run asks for another device."""
+    if options.device not in ("auto", "cuda"):
+        return []
+    from .local import visible_gpus
+
+    return visible_gpus()
 
 
 def _coordinate(pool: Pool, todo: list[Item], workers: int, writer: BatchWriter,

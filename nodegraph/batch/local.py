@@ -11,6 +11,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import signal
+import subprocess
 import sys
 from multiprocessing.connection import Connection, wait
 from typing import Any
@@ -75,20 +76,48 @@ class _Proc:
         self.reason = ""  # why it failed to start, if it said so
 
 
-class LocalPool:
-    """Worker processes on this machine (see the module docstring)."""
+def visible_gpus() -> list[str]:
+    """The CUDA GPUs this machine offers its processes, without importing torch:
+    ``CUDA_VISIBLE_DEVICES`` if set, else what ``nvidia-smi -L`` lists (none without it)."""
+    listed = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if listed is not None:
+        return [g.strip() for g in listed.split(",") if g.strip() and g.strip() != "-1"]
+    try:
+        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [str(i) for i, line in enumerate(out.stdout.splitlines()) if line.startswith("GPU ")]
 
-    def __init__(self, config: WorkerConfig, *, start_method: str = "spawn"):
+
+class LocalPool:
+    """Worker processes on this machine (see the module docstring). With ``gpus`` (CUDA device
+    ids), each worker sees one of them only (``CUDA_VISIBLE_DEVICES``), the least used by the
+    live workers — a replacement takes the GPU its dead predecessor had."""
+
+    def __init__(self, config: WorkerConfig, *, gpus: list[str] | None = None,
+                 start_method: str = "spawn"):
         self.config = config
+        self.gpus = list(gpus or [])
         self.ctx = mp.get_context(start_method)
         self.procs: dict[str, _Proc] = {}
+        self.gpu_of: dict[str, str] = {}
         self._count = 0
+
+    def _next_gpu(self) -> str | None:
+        if not self.gpus:
+            return None
+        used = [self.gpu_of[n] for n in self.procs if n in self.gpu_of]
+        return min(self.gpus, key=lambda g: (used.count(g), self.gpus.index(g)))
 
     def start_worker(self) -> str:
         self._count += 1
         name = f"local-{self._count}"
         parent, child = self.ctx.Pipe(duplex=True)
         config = WorkerConfig(**{**self.config.__dict__, "name": name})
+        gpu = self._next_gpu()
+        if gpu is not None:
+            config.env = {**config.env, "CUDA_VISIBLE_DEVICES": gpu}
+            self.gpu_of[name] = gpu
         process = self.ctx.Process(target=worker_main, args=(child, config, os.getpid()),
                                    name=f"nodegraph-batch-{name}", daemon=True)
         process.start()

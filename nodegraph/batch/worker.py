@@ -101,8 +101,11 @@ class ItemRunner:
     def info(self) -> dict[str, Any]:
         """Who this worker is: process id, host, thread count (for progress and logs)."""
         torch = sys.modules.get("torch")
-        return {"pid": os.getpid(), "host": socket.gethostname(),
+        info = {"pid": os.getpid(), "host": socket.gethostname(),
                 "threads": torch.get_num_threads() if torch is not None else self.config.threads}
+        if "CUDA_VISIBLE_DEVICES" in self.config.env:
+            info["gpu"] = self.config.env["CUDA_VISIBLE_DEVICES"]
+        return info
 
     def close(self) -> None:
         shutil.rmtree(self._staging, ignore_errors=True)

@@ -187,3 +187,17 @@ def test_cli_refuses_to_resume_a_changed_graph(tmp_path, models):
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 2
     assert "graph changed" in err and "node 2 param width: (not set) → 16" in err
+
+
+def test_each_local_worker_sees_one_gpu_and_a_replacement_takes_the_dead_ones(session, tmp_path,
+                                                                              monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5")
+    events = []
+    result = run_batch(blob_graph(crash_seed=1, delay=0.2), tmp_path / "out", ["2.seed=0:6"],
+                       session=session,
+                       on_event=events.append, handle_sigint=False, max_attempts=1)
+    ready = {e["worker"]: e["gpu"] for e in events if e["event"] == "worker_ready"}
+    assert result.workers_started == 3 and list(ready.values())[:2] == ["3", "5"]  # one per GPU
+    dead = next(e["worker"] for e in events if e["event"] == "worker_lost")
+    replacement = [w for w in ready if w not in ("local-1", "local-2")][0]
+    assert ready[replacement] == ready[dead]
