@@ -63,6 +63,11 @@ def training_combinations() -> list[tuple[str, str, str]]:
     return [(c, s, b) for c in COLOURS for b in COLOURS if c != b and (c, b) not in held for s in SHAPES]
 
 
+def all_combinations() -> list[tuple[str, str, str]]:
+    """Every (colour, shape, background) with two different colours, held-out ones included."""
+    return [(c, s, b) for c in COLOURS for b in COLOURS if c != b for s in SHAPES]
+
+
 def caption(colour: str, shape: str, background: str, phrasing: int = 0) -> str:
     """The caption of a scene in one of the PHRASINGS ("an orange circle on a blue background")."""
     return PHRASINGS[phrasing].format(colour=colour, shape=shape, background=background,

@@ -1,8 +1,9 @@
 """The shipped demo model draws what the prompt asks for — through the normal loader and sampler.
 
 Every prompt here names a (shape colour, background colour) pair that the training data never
-showed together (``demo_data.held_out_pairs``), with each of the three shapes: 24 prompts, 4 seeds
-each, 20 euler steps at 64×64. ``shape_analyser`` reads the images back. This checks the whole
+showed together (``demo_data.held_out_pairs``), with each of the three shapes: 24 prompts, 8 seeds
+each (the issue asks for at least 4; 8 halves the sampling noise of the cfg comparison), 20 euler
+steps at 64×64. ``shape_analyser`` reads the images back. This checks the whole
 chain at once: tokenizer → text encoder → cross-attention → CFG → sampler → VAE.
 """
 from __future__ import annotations
@@ -16,7 +17,7 @@ import torch
 from shape_analyser import ROOT, Analysis, analyse, demo_data
 
 CHECKPOINT = ROOT / "nodes" / "models" / "checkpoints" / "demo-shapes.safetensors"
-SEEDS = (0, 1, 2, 3)
+SEEDS = tuple(range(8))
 STEPS = 20
 CFG = 5.0
 
@@ -79,9 +80,10 @@ def results(demo):
             "n": len(guided)}
 
 
-def test_prompts_cover_at_least_12_unseen_combinations_with_4_seeds(results):
+def test_prompts_cover_at_least_12_unseen_combinations_with_at_least_4_seeds(results):
     assert len(demo_data.held_out_combinations()) >= 12
-    assert results["n"] == 4 * len(demo_data.held_out_combinations())
+    assert len(SEEDS) >= 4
+    assert results["n"] == len(SEEDS) * len(demo_data.held_out_combinations())
 
 
 def test_shape_colour_is_right_in_at_least_80_percent(results):
