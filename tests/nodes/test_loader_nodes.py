@@ -46,19 +46,22 @@ def test_fp32_run_loads_fp32_weights(load):
     assert model.dtype == torch.float32 and clip.dtype == torch.float32
 
 
-def test_checkpoint_choices_list_the_files_of_the_models_folder(registry, models_dir):
+PACKAGED = ("demo-shapes.safetensors",)  # the shipped demo model is always listed (ARCHITECTURE: models roots)
+
+
+def test_checkpoint_choices_list_the_files_of_the_models_folder_and_the_packaged_demo(registry, models_dir):
     param = registry["CheckpointLoaderSimple"].param("ckpt_name")
-    assert param.resolve_choices(options_for(models_dir)) == ("sd1.safetensors", "sd2.safetensors",
-                                                              "sdxl.safetensors")
+    assert param.resolve_choices(options_for(models_dir)) == tuple(sorted(
+        PACKAGED + ("sd1.safetensors", "sd2.safetensors", "sdxl.safetensors")))
 
 
 def test_checkpoint_choices_follow_new_files(registry, models_dir, tmp_path):
     root = tmp_path / "models"
     (root / "checkpoints" / "sub").mkdir(parents=True)
     param = registry["CheckpointLoaderSimple"].param("ckpt_name")
-    assert param.resolve_choices(options_for(root)) == ()
+    assert param.resolve_choices(options_for(root)) == PACKAGED
     shutil.copy(models_dir / "checkpoints" / "sd1.safetensors", root / "checkpoints" / "sub" / "mine.safetensors")
-    assert param.resolve_choices(options_for(root)) == ("sub/mine.safetensors",)
+    assert param.resolve_choices(options_for(root)) == tuple(sorted(PACKAGED + ("sub/mine.safetensors",)))
 
 
 def test_vae_loader_loads_a_standalone_vae_that_decodes(models_dir):
