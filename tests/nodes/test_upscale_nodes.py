@@ -25,7 +25,8 @@ def test_upscale_model_loader_reads_the_architecture_and_scale(models_dir):
 
 def test_upscale_model_choices_list_the_upscale_models_folder(registry, models_dir):
     param = registry["UpscaleModelLoader"].param("model_name")
-    assert param.resolve_choices(options_for(models_dir)) == (UPSCALE_MODEL,)
+    # the shipped demo upscaler is always listed too (ARCHITECTURE: models roots)
+    assert param.resolve_choices(options_for(models_dir)) == tuple(sorted((UPSCALE_MODEL, "demo-shapes-2x.safetensors")))
 
 
 def test_image_upscale_with_model_equals_the_tiled_upscaler(model, models_dir):
