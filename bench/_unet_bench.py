@@ -5,7 +5,6 @@ runnable alone: ``flock /tmp/ng-heavy.lock .venv/bin/python bench/_unet_bench.py
 """
 from __future__ import annotations
 
-import copy
 import json
 import os
 import statistics
@@ -22,28 +21,26 @@ from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 from nodes.sd.unet import UNetModel, full_config, ldm_yaml_config  # noqa: E402
 
 
-def _seconds(fn) -> float:
-    start = time.perf_counter()
+def _timed(fn) -> tuple[float, float]:
+    """(wall seconds, process CPU seconds) of one call."""
+    wall, cpu = time.perf_counter(), time.process_time()
     fn()
-    return time.perf_counter() - start
+    return time.perf_counter() - wall, time.process_time() - cpu
 
 
 def _interleaved_medians(fns: dict, runs: int, warmup: int) -> dict:
+    """Median wall and CPU seconds per function; runs alternate in A B, B A order to cancel drift."""
     for _ in range(warmup):
         for fn in fns.values():
             fn()
     times: dict = {name: [] for name in fns}
-    for _ in range(runs):
-        for name, fn in fns.items():
-            times[name].append(_seconds(fn))
-    return {name: statistics.median(ts) for name, ts in times.items()}
-
-
-def matmul_flops_per_second(n: int = 4096, runs: int = 5) -> float:
-    """FLOP/s of one plain ``n x n`` fp32 matmul (the machine's practical peak)."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    a @ b
-    return 2 * n**3 / statistics.median(_seconds(lambda: a @ b) for _ in range(runs))
+    names = list(fns)
+    for i in range(runs):
+        for name in names if i % 2 == 0 else reversed(names):
+            times[name].append(_timed(fns[name]))
+    return {
+        name: (statistics.median(w for w, _ in ts), statistics.median(c for _, c in ts)) for name, ts in times.items()
+    }
 
 
 def _diffusers_twin(model: UNetModel):
@@ -57,7 +54,7 @@ def _diffusers_twin(model: UNetModel):
     return ref.eval()
 
 
-def bench_unet(runs: int = 5, warmup: int = 1) -> dict:
+def bench_unet(runs: int = 7, warmup: int = 1) -> dict:
     """Print and return ``unet_ratio`` (ours/diffusers time, fp32), ``unet_fraction_of_matmul_peak``
     (our forward's FLOPs / its time / fp32 matmul FLOP/s) and ``unet_bf16_speedup`` (our fp32 / our bf16)."""
     torch.manual_seed(0)
@@ -68,34 +65,47 @@ def bench_unet(runs: int = 5, warmup: int = 1) -> dict:
     t = torch.tensor([999.0, 500.0])
     context = torch.randn(2, 77, 768, generator=g)
 
+    n = 4096  # the machine's practical fp32 peak: one plain n x n matmul, timed among the U-Net runs
+    a, b = torch.randn(n, n), torch.randn(n, n)
+
     with torch.inference_mode():
-        err = ((ours(x, t, context) - ref(x, t, encoder_hidden_states=context).sample).norm()
-               / ref(x, t, encoder_hidden_states=context).sample.norm()).item()
+        expected = ref(x, t, encoder_hidden_states=context).sample
+        err = ((ours(x, t, context) - expected).norm() / expected.norm()).item()
         fp32 = _interleaved_medians(
-            {"ours": lambda: ours(x, t, context), "diffusers": lambda: ref(x, t, encoder_hidden_states=context)},
-            runs, warmup,
+            {
+                "ours": lambda: ours(x, t, context),
+                "diffusers": lambda: ref(x, t, encoder_hidden_states=context),
+                "matmul": lambda: a @ b,
+            },
+            runs,
+            warmup,
         )
         del ref
-        peak = matmul_flops_per_second()
+        peak = 2 * n**3 / fp32["matmul"][0]
         with FlopCounterMode(display=False) as counter:
             ours(x, t, context)
         flops = counter.get_total_flops()
 
-        ours_bf16 = copy.deepcopy(ours).to(torch.bfloat16)
+        with torch.device("meta"):
+            ours_bf16 = UNetModel(ours.config).to(torch.bfloat16)
+        ours_bf16 = ours_bf16.to_empty(device="cpu").eval()
+        ours_bf16.load_state_dict(ours.state_dict())
         xb, cb = x.bfloat16(), context.bfloat16()
         bf16 = _interleaved_medians(
             {"fp32": lambda: ours(x, t, context), "bf16": lambda: ours_bf16(xb, t, cb)}, runs, warmup
         )
 
     figures = {
-        "unet_ratio": round(fp32["ours"] / fp32["diffusers"], 4),
-        "unet_fraction_of_matmul_peak": round(flops / fp32["ours"] / peak, 4),
-        "unet_bf16_speedup": round(bf16["fp32"] / bf16["bf16"], 3),
+        "unet_ratio": round(fp32["ours"][0] / fp32["diffusers"][0], 4),
+        "unet_fraction_of_matmul_peak": round(flops / fp32["ours"][0] / peak, 4),
+        "unet_bf16_speedup": round(bf16["fp32"][0] / bf16["bf16"][0], 3),
     }
     print(
-        f"unet sd1.5 fp32 b2 32x32: ours {fp32['ours']:.3f}s diffusers {fp32['diffusers']:.3f}s "
-        f"(rel err {err:.1e}); {flops / 1e9:.1f} GFLOP, matmul peak {peak / 1e9:.0f} GFLOP/s; "
-        f"ours fp32 {bf16['fp32']:.3f}s bf16 {bf16['bf16']:.3f}s"
+        f"unet sd1.5 fp32 b2 32x32, {torch.get_num_threads()} threads, medians of {runs} (wall / CPU s): "
+        f"ours {fp32['ours'][0]:.3f} / {fp32['ours'][1]:.3f}, diffusers {fp32['diffusers'][0]:.3f} / "
+        f"{fp32['diffusers'][1]:.3f} (CPU-time ratio {fp32['ours'][1] / fp32['diffusers'][1]:.3f}; rel err {err:.1e}); "
+        f"{flops / 1e9:.1f} GFLOP, fp32 matmul {peak / 1e9:.0f} GFLOP/s; "
+        f"ours fp32 {bf16['fp32'][0]:.3f} bf16 {bf16['bf16'][0]:.3f}"
     )
     print(json.dumps(figures))
     return figures

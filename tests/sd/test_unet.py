@@ -246,3 +246,9 @@ def test_sdxl_without_y_says_what_is_missing():
     x, t, context = inputs(model.config)
     with pytest.raises(ValueError, match=r"needs y \[B, 2816\]"):
         model(x, t, context)
+
+
+def test_state_dict_with_an_attention_layer_missing_names_the_block():
+    sd = {k: v for k, v in UNetModel(tiny_config("sd1")).state_dict().items() if not k.startswith("output_blocks.3.1.")}
+    with pytest.raises(ValueError, match=r"output_blocks\.3 has \(channels, transformer depth\) \(64, 0\)"):
+        config_from_state_dict(sd)
