@@ -17,6 +17,7 @@ from pathlib import Path
 from PySide6.QtCore import QObject, QSettings, QTimer
 
 from nodegraph import format as graph_format
+from nodegraph.fileio import write_text_atomic
 
 from .document import Document
 
@@ -124,19 +125,6 @@ def find_recoverable(folder: Path) -> list[RecoveryEntry]:
     return out
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 class Autosaver(QObject):
     """Writes the document to the recovery folder every ``interval`` ms while it has unsaved
     changes; removes the copy when the document is saved or closed."""
@@ -178,10 +166,10 @@ class Autosaver(QObject):
             text = graph_format.dumps(self.doc.graph)
         except Exception:
             return False
-        _write_atomic(self.graph_file, text)
+        write_text_atomic(self.graph_file, text)
         meta = {"path": str(self.doc.path) if self.doc.path else None, "pid": os.getpid(),
                 "time": time.time()}
-        _write_atomic(self.meta_file, json.dumps(meta))
+        write_text_atomic(self.meta_file, json.dumps(meta))
         self._saved_generation = self.generation
         return True
 

@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from .errors import GraphLoadError, Problem, UsageError
+from .fileio import write_text_atomic
 from .graph import NODE_MODES, Graph, Group, Link, Node
 from .registry import CONTROL_MODES
 
@@ -102,17 +102,7 @@ def save(graph: Graph, path: str | os.PathLike[str]) -> Path:
     path = Path(path)
     text = dumps(graph)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_text_atomic(path, text)
 
 
 # --------------------------------------------------------------------------------------------

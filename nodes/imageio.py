@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING
 
 from PIL import Image, ImageOps, ImageSequence, PngImagePlugin
 
+from nodegraph.fileio import fsync_dir
+
 if TYPE_CHECKING:
     import torch
 
@@ -242,7 +244,7 @@ def _write_new_file(folder: Path, stem: str, counter: int, data: bytes) -> tuple
                 break
             except FileExistsError:
                 counter += 1
-        _fsync_dir(folder)
+        fsync_dir(folder)
         return final, counter
     finally:
         if tmp.exists():
@@ -265,21 +267,6 @@ def _claim(tmp: Path, final: Path) -> None:
     except OSError:
         final.unlink(missing_ok=True)  # give the reserved name back
         raise
-
-
-def _fsync_dir(folder: Path) -> None:
-    if os.name != "posix":
-        return
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 # -- reading embedded graphs ----------------------------------------------------------------------

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..fileio import fsync_dir
+
 RESULTS = "results.jsonl"
 ERRORS = "errors.jsonl"
 BATCH_CHUNK = "nodegraph_batch"
@@ -49,22 +51,6 @@ def output_name(index: int, key: str, node: str, element: int, ext: str) -> str:
     safe_node = _UNSAFE.sub("_", node).strip(".") or "node"
     safe_ext = ext if re.fullmatch(r"\.[A-Za-z0-9]{1,8}", ext or "") else ".bin"
     return f"{index:06d}-{key}-{safe_node}-{element}{safe_ext}"
-
-
-def fsync_dir(folder: Path) -> None:
-    """Make a rename/link in ``folder`` durable (POSIX; a no-op elsewhere)."""
-    if os.name != "posix":
-        return
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def atomic_write(path: str | os.PathLike[str], data: bytes, *, replace: bool = False) -> bool:
