@@ -16,13 +16,14 @@ import struct
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 import torch
 from torch import nn
-from torch.overrides import TorchFunctionMode
 
 from nodes.sd import text_encoders, unet as unet_module, vae as vae_module
+from nodes.sd.build import fill_module
+from nodes.sd.mapped import Mapping as FileMapping
 from nodes.sd.diffusion_model import DiffusionModel
 from nodes.sd.memory import module_bytes
 from nodes.sd.model_sampling import ModelSamplingDiscrete
@@ -125,6 +126,13 @@ def read_state_dict(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
     load with ``torch.load(weights_only=True)``, which refuses any object that is not a tensor or a
     plain container: nothing in the file can run code.
     """
+    sd, metadata, _ = read_mapped(path)
+    return sd, metadata
+
+
+def read_mapped(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, str], FileMapping | None]:
+    """:func:`read_state_dict` plus the address span of the file's mapping (None when the tensors
+    are not memory-mapped: pickle files)."""
     path = Path(path)
     kind = _file_kind(path)
     if kind == "safetensors":
@@ -134,10 +142,11 @@ def read_state_dict(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
         try:
             with safe_open(str(path), framework="pt", device="cpu") as f:
                 metadata = dict(f.metadata() or {})
-                return {k: f.get_tensor(k) for k in f.keys()}, metadata
+                sd = {k: f.get_tensor(k) for k in f.keys()}
         except Exception as exc:  # safetensors raises its own error types
             raise CheckpointError(path, f"cannot read safetensors data: {exc}") from exc
-    return _read_pickle(path), {}
+        return sd, metadata, FileMapping.of(sd.values())
+    return _read_pickle(path), {}, None
 
 
 def _read_pickle(path: Path) -> dict[str, torch.Tensor]:
@@ -299,60 +308,6 @@ def _key_problems(what: str, prefix: str, missing: list[str], unexpected: list[s
     return out
 
 
-class _SkipInitOnMeta(TorchFunctionMode):
-    """Skips ``torch.nn.init`` / in-place random fills on meta tensors.
-
-    Modules built on the meta device still run their initialisers; for some (``nn.Embedding``'s
-    ``normal_``) torch routes meta tensors through Python decompositions whose first use imports
-    ``torch._dynamo`` (1-3 s). The values are never used — the checkpoint's tensors replace them.
-    """
-
-    _NAMES = frozenset({"normal_", "uniform_", "trunc_normal_", "kaiming_uniform_", "kaiming_normal_",
-                        "xavier_uniform_", "xavier_normal_", "zeros_", "ones_", "constant_", "orthogonal_",
-                        "zero_", "fill_", "random_", "exponential_"})
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        if getattr(func, "__name__", "") in self._NAMES:
-            target = args[0] if args else kwargs.get("tensor", kwargs.get("self"))
-            if isinstance(target, torch.Tensor) and target.is_meta:
-                return target
-        return func(*args, **kwargs)
-
-
-def fill_module(
-    make: Callable[[], nn.Module],
-    tensors: dict[str, torch.Tensor],
-    dtype: torch.dtype | None,
-    device: torch.device | str | None,
-) -> tuple[nn.Module, list[str], list[str]]:
-    """Build ``make()`` on the meta device and give it ``tensors`` as its parameters.
-
-    Tensors already in the target dtype and device are used as they are (no copy); others are
-    converted one at a time, the source released as each is converted. Consumes ``tensors``.
-    Returns (module, missing keys, unexpected keys).
-    """
-    with _SkipInitOnMeta(), torch.device("meta"):
-        module = make()
-    expected = set(module.state_dict())
-    missing = sorted(expected - set(tensors))
-    unexpected = sorted(set(tensors) - expected)
-    if missing or unexpected:
-        return module, missing, unexpected
-    for key in list(tensors):
-        t = tensors[key]
-        if t.is_floating_point():
-            tensors[key] = t.to(device=device or t.device, dtype=dtype or t.dtype)
-        elif device is not None:
-            tensors[key] = t.to(device)
-    module.load_state_dict(tensors, strict=True, assign=True)
-    tensors.clear()
-    left = [n for n, t in list(module.named_parameters()) + list(module.named_buffers()) if t.is_meta]
-    if left:
-        raise RuntimeError(f"{type(module).__name__}: {', '.join(left[:5])} not filled from the checkpoint")
-    return module.eval().requires_grad_(False), [], []
-
-
 def file_dtype(sd: Mapping[str, torch.Tensor]) -> torch.dtype:
     """The floating-point dtype holding most of the file's bytes (what "the file's dtype" means)."""
     sizes: Counter[torch.dtype] = Counter()
@@ -453,13 +408,19 @@ def load_checkpoint(
     ``device`` (default CPU). Raises ``CheckpointError`` naming the file for anything it cannot load.
     """
     path = Path(path)
-    sd, metadata = read_state_dict(path)
+    sd, metadata, mapping = read_mapped(path)
     family = detect_family(path, sd)
     pred, source = detect_prediction(path, family, sd, metadata, prediction)
     stored = file_dtype(sd)
     vae_dtype = vae_dtype or dtype
     text_dtype = text_dtype or dtype
     keys = list(sd)
+    # Weights used as stored stay in the mapping: fault it all in (one call, in a thread, while the
+    # modules are built). Weights converted to another dtype are read by the conversion, and their
+    # pages released as it goes (build.convert), so the file is never resident beside the copy.
+    as_stored = (device is None or torch.device(device).type == "cpu") and all(
+        d in (None, stored) for d in (dtype, vae_dtype, text_dtype))
+    populating = mapping.populate_in_background() if mapping is not None and as_stored else None
 
     # Split the components off (moving, not copying, the tensors) and collect every component's key
     # problems before raising, so that one message lists them all.
@@ -478,16 +439,16 @@ def load_checkpoint(
             vae_config = vae_module.config_from_state_dict(vae_sd)
         except (ValueError, KeyError) as exc:
             problems.append(f"VAE weights are incomplete or damaged: {exc}")
-    unet_model, missing, unexpected = fill_module(lambda: unet_module.UNetModel(unet_config), unet_sd, dtype, device)
+    unet_model, missing, unexpected = fill_module(lambda: unet_module.UNetModel(unet_config), unet_sd, dtype, device, mapping)
     problems = _key_problems("U-Net", UNET_PREFIX, missing, unexpected) + problems
     vae_model = None
     if vae_config is not None:
-        vae_model, missing, unexpected = fill_module(lambda: vae_module.AutoencoderKL(vae_config), vae_sd, vae_dtype, device)
+        vae_model, missing, unexpected = fill_module(lambda: vae_module.AutoencoderKL(vae_config), vae_sd, vae_dtype, device,
+                                                    mapping)
         problems += _key_problems("VAE", VAE_PREFIX, missing, unexpected)
     with_text = _has_text_encoder(family, keys)
     if problems and with_text:  # (build_text_encoder checks its own keys when all else is well)
-        with _SkipInitOnMeta():
-            report = text_encoders.check_keys(family, sd)
+        report = text_encoders.check_keys(family, sd)
         problems += _key_problems("text encoders", "", report.missing, report.unexpected)
     if problems:
         raise CheckpointError(path, f"{family} checkpoint does not match the {family} architecture: " + "; ".join(problems))
@@ -495,11 +456,12 @@ def load_checkpoint(
     text = None
     if with_text:
         try:
-            with _SkipInitOnMeta():
-                text = text_encoders.build_text_encoder(family, sd, dtype=text_dtype, device=device)
+            text = text_encoders.build_text_encoder(family, sd, dtype=text_dtype, device=device, mapping=mapping)
         except ValueError as exc:
             raise CheckpointError(path, str(exc)) from None
     sd.clear()
+    if populating is not None:
+        populating.join()
 
     model = DiffusionModel(
         unet_model, ModelSamplingDiscrete(pred), family, vae_module.latent_scale(family), _ADM_FNS.get(family)
@@ -516,7 +478,7 @@ def load_vae(path: str | os.PathLike, *, dtype: torch.dtype | None = None,
     """Load a standalone VAE file (LDM keys such as ``vae-ft-mse-840000`` / ``sdxl_vae``, keys under
     ``first_stage_model.``, or a diffusers-format ``AutoencoderKL``), or the VAE of a checkpoint."""
     path = Path(path)
-    sd, _ = read_state_dict(path)
+    sd, _, mapping = read_mapped(path)
     vae_sd = vae_module.vae_state_dict(sd)
     if not vae_sd:
         raise CheckpointError(path, "no VAE weights found. Key prefixes found: " + ", ".join(top_level_prefixes(sd, 2)[:12]))
@@ -525,7 +487,7 @@ def load_vae(path: str | os.PathLike, *, dtype: torch.dtype | None = None,
         config = vae_module.config_from_state_dict(vae_sd)
     except (ValueError, KeyError) as exc:
         raise CheckpointError(path, f"VAE weights are incomplete or damaged: {exc}") from None
-    model, missing, unexpected = fill_module(lambda: vae_module.AutoencoderKL(config), vae_sd, dtype, device)
+    model, missing, unexpected = fill_module(lambda: vae_module.AutoencoderKL(config), vae_sd, dtype, device, mapping)
     if missing or unexpected:
         raise CheckpointError(path, "VAE weights do not match the architecture: " + "; ".join(_key_problems("VAE", "", missing, unexpected)))
     return vae_module.VAE(model)

@@ -37,6 +37,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from typing import Literal
 
 import torch
@@ -44,6 +45,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from nodes.sd.attention import attention
+from nodes.sd.build import convert, on_meta
+from nodes.sd.mapped import Mapping as FileMapping
 from nodes.sd.tokenizer import CONTEXT_LENGTH, END_TOKEN, START_TOKEN, VOCAB_SIZE, get_tokenizer
 
 Layout = Literal["clip", "open_clip"]
@@ -438,8 +441,7 @@ def random_state_dict(config: TextEncoderConfig, seed: int = 0, dtype: torch.dty
     biases are perturbed so that a test notices a norm applied in the wrong place.
     """
     gen = torch.Generator().manual_seed(seed)
-    with torch.device("meta"):
-        shapes = {k: v.shape for k, v in build_model(config).state_dict().items()}
+    shapes = {k: v.shape for k, v in on_meta(lambda: build_model(config)).state_dict().items()}
     out = {}
     for name in sorted(shapes):
         shape = shapes[name]
@@ -568,13 +570,15 @@ def _encode_windows(model: _TextTransformer, slot: EncoderSlot, windows: Windows
 
 
 def build_text_encoder(family: str, checkpoint_sd: Mapping[str, torch.Tensor], dtype: torch.dtype | None = None,
-                       device: torch.device | str | None = None) -> SDTextEncoder:
+                       device: torch.device | str | None = None, mapping: FileMapping | None = None
+                       ) -> SDTextEncoder:
     """The text encoders of ``family`` filled from a single-file checkpoint's state dict.
 
     ``checkpoint_sd`` maps full keys (``cond_stage_model.…``/``conditioner.…``) to tensors; other
     components' keys are ignored. The architecture comes from the tensors' shapes. Weights keep
-    the dtype of the token embedding unless ``dtype`` is given. Raises :class:`TextEncoderKeyError`
-    naming missing or unexpected keys.
+    the dtype of the token embedding unless ``dtype`` is given; ``mapping`` is the memory-mapped
+    file the tensors come from, if any (see :func:`nodes.sd.build.convert`). Raises
+    :class:`TextEncoderKeyError` naming missing or unexpected keys.
     """
     report = check_keys(family, checkpoint_sd)
     if report.missing or report.unexpected:
@@ -590,10 +594,9 @@ def build_text_encoder(family: str, checkpoint_sd: Mapping[str, torch.Tensor], d
     for slot in family_slots(family):
         view = _PrefixView(checkpoint_sd, _prefix_in(slot, keys), keys)
         config = config_from_state_dict(view)
-        with torch.device("meta"):
-            model = build_model(config)
-        target = dtype or view[_TABLE[config.layout]].dtype
-        weights = {k: view[k].to(device=device, dtype=target) for k in model.state_dict()}
+        model = on_meta(lambda: build_model(config))
+        weights = {k: view[k] for k in model.state_dict()}
+        convert(weights, dtype or view[_TABLE[config.layout]].dtype, device, mapping)
         model.load_state_dict(weights, strict=True, assign=True)
         models[slot.name] = model.eval().requires_grad_(False)
     return SDTextEncoder(family, models)
@@ -618,6 +621,6 @@ class _PrefixView(Mapping):
         return len(self.keys_)
 
 
-def _parameter_names(config: TextEncoderConfig) -> set[str]:
-    with torch.device("meta"):
-        return set(build_model(config).state_dict())
+@lru_cache(maxsize=16)
+def _parameter_names(config: TextEncoderConfig) -> frozenset[str]:
+    return frozenset(on_meta(lambda: build_model(config)).state_dict())

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nodes.sd.attention import attention
+from nodes.sd.build import convert, on_meta
 
 FAMILIES = ("sd1", "sd2", "sdxl", "sdxl_refiner")
 
@@ -695,9 +696,9 @@ def build_vae(
     missing/unexpected keys if the state dict does not match the architecture read from it.
     """
     cfg = config_from_state_dict(sd)
-    with torch.device("meta"):
-        model = AutoencoderKL(cfg)
-    tensors = {k: v.to(device=device or v.device, dtype=dtype or v.dtype) for k, v in sd.items()}
+    model = on_meta(lambda: AutoencoderKL(cfg))
+    tensors = dict(sd)
+    convert(tensors, dtype, device)
     result = model.load_state_dict(tensors, strict=False, assign=True)
     if result.missing_keys or result.unexpected_keys:
         raise ValueError(_key_mismatch_message("VAE", result.missing_keys, result.unexpected_keys))

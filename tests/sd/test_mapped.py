@@ -1,0 +1,99 @@
+"""Page control over memory-mapped model files (nodes/sd/mapped.py) and its use by the loaders."""
+from __future__ import annotations
+
+import sys
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from nodes.sd.build import convert
+from nodes.sd.checkpoint import load_checkpoint, read_mapped
+from nodes.sd.mapped import PAGE, Mapping
+from nodes.sd.testing import write_random_checkpoint
+
+linux = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="madvise page control is Linux-only")
+
+
+def _resident_bytes(address: int) -> int:
+    """Resident bytes of the mapping (VMA) holding ``address``, from /proc/self/smaps."""
+    current = None
+    with open("/proc/self/smaps") as f:
+        for line in f:
+            head = line.split()[0]
+            if "-" in head and ":" not in head:
+                lo, hi = (int(x, 16) for x in head.split("-"))
+                current = lo <= address < hi
+            elif current and head == "Rss:":
+                return int(line.split()[1]) * 1024
+    raise AssertionError(f"no mapping holds {address:#x}")
+
+
+@pytest.fixture
+def big_file(tmp_path):
+    """A safetensors file with two 8 MB tensors (page-sized many times over)."""
+    path = tmp_path / "big.safetensors"
+    save_file({"a": torch.arange(2 * 2**20, dtype=torch.float32), "b": torch.ones(2 * 2**20)}, str(path))
+    return path
+
+
+@linux
+def test_populate_makes_the_whole_file_resident(big_file):
+    sd, _, mapping = read_mapped(big_file)
+    assert mapping is not None and mapping.nbytes >= 16 * 2**20
+    assert _resident_bytes(mapping.start) < 2 * 2**20  # nothing read yet
+    assert mapping.populate()
+    assert _resident_bytes(mapping.start) >= 16 * 2**20 - PAGE
+
+
+@linux
+def test_release_drops_a_converted_tensors_pages_and_keeps_the_rest(big_file):
+    sd, _, mapping = read_mapped(big_file)
+    mapping.populate()
+    before = _resident_bytes(mapping.start)
+    a = sd["a"]
+    converted = a.to(torch.float16)
+    assert mapping.release(a)
+    assert before - _resident_bytes(mapping.start) >= 8 * 2**20 - 2 * PAGE
+    assert torch.equal(converted, torch.arange(2 * 2**20, dtype=torch.float32).to(torch.float16))
+    assert torch.equal(sd["b"], torch.ones(2 * 2**20))  # untouched neighbour
+    assert torch.equal(sd["a"][:5], torch.arange(5.0))  # a released page reads the file again
+
+
+def test_release_never_touches_memory_outside_the_mapping(big_file):
+    sd, _, mapping = read_mapped(big_file)
+    heap = torch.arange(4 * 2**20, dtype=torch.float32)
+    assert not mapping.contains(heap)
+    assert not mapping.release(heap)
+    assert torch.equal(heap[-3:], torch.tensor([4 * 2**20 - 3.0, 4 * 2**20 - 2.0, 4 * 2**20 - 1.0]))
+
+
+def test_pickle_files_have_no_mapping(tmp_path):
+    path = tmp_path / "w.pt"
+    torch.save({"x": torch.ones(3)}, path)
+    sd, _, mapping = read_mapped(path)
+    assert mapping is None and torch.equal(sd["x"], torch.ones(3))
+
+
+def test_convert_keeps_tensors_already_right_and_converts_floats_only():
+    same = torch.ones(3, dtype=torch.float16)
+    ints = torch.arange(3)
+    tensors = {"same": same, "ints": ints, "f32": torch.full((2,), 0.5)}
+    convert(tensors, torch.float16, None)
+    assert tensors["same"] is same and tensors["ints"] is ints
+    assert tensors["f32"].dtype == torch.float16 and torch.equal(tensors["f32"], torch.full((2,), 0.5, dtype=torch.float16))
+
+
+@pytest.mark.parametrize("dtype", [None, torch.float32, torch.bfloat16])
+def test_checkpoint_weights_equal_the_file_whether_kept_or_converted(tmp_path, dtype):
+    """Releasing pages while converting (and populating when not) never changes a weight."""
+    path = tmp_path / "tiny.safetensors"
+    write_random_checkpoint(path, "sd1", tiny=True, dtype=torch.float16)
+    reference, _, _ = read_mapped(path)
+    reference = {k: v.clone() for k, v in reference.items()}
+    loaded = load_checkpoint(path, dtype=dtype)
+    unet = {"model.diffusion_model." + k: v for k, v in loaded.unet.state_dict().items()}
+    text = loaded.text_encoder.models["l"].state_dict()
+    for key, value in list(unet.items()) + [("cond_stage_model.transformer.text_model." + k, v) for k, v in text.items()]:
+        assert value.dtype == (dtype or torch.float16)
+        assert torch.equal(value, reference[key].to(value.dtype)), key
