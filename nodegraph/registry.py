@@ -144,6 +144,9 @@ class ParamSpec:
     """COMBO only: consulted for a value that is not among the choices. It returns None to accept
     the value anyway (e.g. an image path outside the input folder) or the message saying why not
     (e.g. which folders were searched for a model file and what they hold)."""
+    multiple_of: int | None = None
+    """INT only: the value must be a multiple of this (validation rejects others, naming the two
+    nearest good values). Unlike ``step``, an editor hint as in ComfyUI, this is enforced."""
 
     def __post_init__(self) -> None:
         where = f"param {self.name!r}"
@@ -168,6 +171,9 @@ class ParamSpec:
                 )
         if self.min is not None and self.max is not None and self.min > self.max:
             raise RegistryError(f"{where}: min {self.min} is above max {self.max}")
+        if self.multiple_of is not None and (self.kind != INT or type(self.multiple_of) is not int
+                                             or self.multiple_of < 1):
+            raise RegistryError(f"{where}: multiple_of is for INT params and must be a positive integer")
         if self.kind != COMBO or not callable(self.choices):
             bad = self.check(self.default, None)
             if bad is not None:
@@ -239,6 +245,12 @@ class ParamSpec:
             return "below_min", f"{value} is below the minimum {self.min}"
         if self.max is not None and value > self.max:
             return "above_max", f"{value} is above the maximum {self.max}"
+        m = self.multiple_of
+        if m is not None and value % m:
+            lower, upper = value - value % m, value - value % m + m
+            near = " or ".join(str(v) for v in (lower, upper)
+                               if (self.min is None or v >= self.min) and (self.max is None or v <= self.max))
+            return "not_multiple", f"{value} is not a multiple of {m}" + (f"; use {near}" if near else "")
         return None
 
     def to_json(self, options: RunOptions | None = None) -> dict[str, Any]:
@@ -248,7 +260,7 @@ class ParamSpec:
             "default": self.default,
             "description": self.description,
         }
-        for key in ("min", "max", "step"):
+        for key in ("min", "max", "step", "multiple_of"):
             if getattr(self, key) is not None:
                 out[key] = getattr(self, key)
         if self.kind == COMBO:
@@ -281,10 +293,11 @@ def _choice_message(value: Any, choices: Sequence[Any]) -> str:
 
 def Int(name: str, default: int = 0, *, min: int | None = None, max: int | None = None,
         step: int | None = None, control_after_run: str | None = None,
-        description: str = "") -> ParamSpec:
-    """An integer param. ``control_after_run`` (e.g. "randomize") marks a seed."""
+        description: str = "", multiple_of: int | None = None) -> ParamSpec:
+    """An integer param. ``control_after_run`` (e.g. "randomize") marks a seed; ``multiple_of``
+    makes validation reject values that are not multiples of it (``step`` is only an editor hint)."""
     return ParamSpec(name, INT, default, min=min, max=max, step=step,
-                     control_after_run=control_after_run, description=description)
+                     control_after_run=control_after_run, description=description, multiple_of=multiple_of)
 
 
 def Float(name: str, default: float = 0.0, *, min: float | None = None, max: float | None = None,

@@ -29,8 +29,10 @@ def check_latent(latent: Any, name: str = "samples") -> Any:
 
 
 @node("EmptyLatentImage", display_name="Empty Latent Image", category="latent",
-      params=[Int("width", 512, min=16, max=MAX_RESOLUTION, step=8, description="image width in pixels"),
-              Int("height", 512, min=16, max=MAX_RESOLUTION, step=8, description="image height in pixels"),
+      params=[Int("width", 512, min=16, max=MAX_RESOLUTION, step=8, multiple_of=8,
+                  description="image width in pixels (a multiple of 8: the VAE works on 8×8 blocks)"),
+              Int("height", 512, min=16, max=MAX_RESOLUTION, step=8, multiple_of=8,
+                  description="image height in pixels (a multiple of 8: the VAE works on 8×8 blocks)"),
               Int("batch_size", 1, min=1, max=4096, description="how many images")],
       outputs={"LATENT": "LATENT"})
 def empty_latent_image(width: int, height: int, batch_size: int) -> dict:

@@ -23,6 +23,29 @@ def test_int_param_reports_above_maximum():
     assert Int("steps", 20, max=50).check(51) == ("above_max", "51 is above the maximum 50")
 
 
+def test_int_param_multiple_of_is_enforced_and_names_the_nearest_good_values():
+    p = Int("width", 512, min=16, max=1020, step=8, multiple_of=8)
+    assert p.check(96) is None and p.check(1016) is None
+    assert p.check(100) == ("not_multiple", "100 is not a multiple of 8; use 96 or 104")
+    assert p.check(1019) == ("not_multiple", "1019 is not a multiple of 8; use 1016")  # 1024 is above max
+    assert p.to_json()["multiple_of"] == 8
+
+
+def test_int_param_step_alone_is_only_an_editor_hint():
+    assert Int("tile_size", 512, min=64, step=32).check(500) is None
+
+
+@pytest.mark.parametrize("kw", [dict(multiple_of=0), dict(multiple_of=2.5)])
+def test_multiple_of_must_be_a_positive_integer(kw):
+    with pytest.raises(RegistryError, match="multiple_of"):
+        Int("width", 512, **kw)
+
+
+def test_a_default_that_is_not_a_multiple_is_refused_at_registration():
+    with pytest.raises(RegistryError, match="default 100 is invalid: 100 is not a multiple of 8"):
+        Int("width", 100, multiple_of=8)
+
+
 @pytest.mark.parametrize("value", [1.5, True, "20", None, [1]])
 def test_int_param_rejects_other_kinds(value):
     code, message = Int("steps", 20).check(value)

@@ -180,12 +180,13 @@ def test_a_batch_of_0_is_a_validation_error_on_the_empty_latent(session):
     assert "below the minimum 1" in problem.message
 
 
-def test_a_width_that_is_not_a_multiple_of_8_fails_the_empty_latent_before_sampling(session):
+def test_a_width_that_is_not_a_multiple_of_8_is_a_validation_error_before_anything_runs(session):
     graph = session.load(EXAMPLE)
     for assignment in ("4.ckpt_name=sd1.safetensors", "5.width=100", "5.height=64"):
         session.set(graph, assignment)
-    with pytest.raises(NodeExecutionError) as info:
+    with pytest.raises(GraphValidationError) as info:
         session.run(graph)
-    assert (info.value.node_id, info.value.node_type) == ("5", "EmptyLatentImage")
-    assert "width 100 is not a multiple of 8" in str(info.value)
+    (problem,) = info.value.problems
+    assert (problem.node_id, problem.field, problem.code) == ("5", "param width", "not_multiple")
+    assert problem.message.endswith("100 is not a multiple of 8; use 96 or 104")
     assert not session.options.output_dir.exists()
