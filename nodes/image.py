@@ -82,7 +82,9 @@ def _decode(vae: Any, latents: Any, options: Any) -> Any:
         except Exception as exc:
             if not is_out_of_memory(exc):
                 raise
-        return vae.decode_tiled(latents)  # ComfyUI's fallback: the same image in less memory
+        # ComfyUI's fallback: tiles normalised one at a time, memory bounded by the tile (the exact,
+        # shared-statistics tiling would keep every tile's activations: no saving).
+        return vae.decode_tiled(latents, shared_norms=False)
 
 
 @node("VAEDecode", display_name="VAE Decode", category="latent",
@@ -98,11 +100,18 @@ def vae_decode(samples: dict, vae: Any, ctx: RunContext) -> Any:
               Int("overlap", 64, min=0, max=4096, step=32, description="overlap of neighbouring tiles in pixels")],
       outputs={"IMAGE": "IMAGE"})
 def vae_decode_tiled(samples: dict, vae: Any, tile_size: int, overlap: int, ctx: RunContext) -> Any:
-    """Latents to images in overlapping tiles: large images in little memory."""
+    """Latents to images in overlapping tiles: large images in little memory.
+
+    As ComfyUI's: each tile is decoded on its own (its own group-norm statistics), so memory is
+    bounded by the tile size; neighbouring tiles are blended across the overlap, and a small
+    overlap can leave faint seams. (``VAE.decode_tiled`` with shared statistics is exact but keeps
+    every tile's activations, so it saves no memory; VAEDecode uses no tiles unless memory runs out.)
+    """
     if tile_size < overlap * 4:
         overlap = tile_size // 4
     with on_device(ctx.options, vae.model):
-        return vae.decode_tiled(check_latent(samples), tile=max(1, tile_size // 8), overlap=overlap // 8)
+        return vae.decode_tiled(check_latent(samples), tile=max(1, tile_size // 8), overlap=overlap // 8,
+                                shared_norms=False)
 
 
 @node("VAEEncode", display_name="VAE Encode", category="latent",
@@ -121,12 +130,13 @@ def vae_encode(pixels: Any, vae: Any, ctx: RunContext) -> dict:
               Int("overlap", 64, min=0, max=4096, step=32, description="overlap of neighbouring tiles in pixels")],
       outputs={"LATENT": "LATENT"})
 def vae_encode_tiled(pixels: Any, vae: Any, tile_size: int, overlap: int, ctx: RunContext) -> dict:
-    """Images to latents in overlapping tiles: large images in little memory."""
+    """Images to latents in overlapping tiles: large images in little memory (each tile on its own,
+    as VAEDecodeTiled)."""
     pixels = _rgb_pixels(pixels)
     tile = max(8, tile_size // 8 * 8)
     overlap = min(overlap, tile // 4) // 8 * 8
     with on_device(ctx.options, vae.model):
-        return {"samples": vae.encode_tiled(pixels, tile=tile, overlap=overlap)}
+        return {"samples": vae.encode_tiled(pixels, tile=tile, overlap=overlap, shared_norms=False)}
 
 
 # -- resizing ---------------------------------------------------------------------------------------

@@ -66,16 +66,41 @@ def test_tiled_decode_uses_pixel_tiles_and_stays_close_to_the_plain_decode(load,
     latent = {"samples": torch.randn(1, 4, 24, 24, generator=torch.Generator().manual_seed(3))}
     plain = vae_decode(samples=latent, vae=vae, ctx=ctx)
     tiled = vae_decode_tiled(samples=latent, vae=vae, tile_size=128, overlap=32, ctx=ctx)
-    torch.testing.assert_close(tiled, vae.decode_tiled(latent["samples"], tile=16, overlap=4), rtol=0, atol=0)
+    torch.testing.assert_close(tiled, vae.decode_tiled(latent["samples"], tile=16, overlap=4, shared_norms=False),
+                               rtol=0, atol=0)
     assert tiled.shape == plain.shape == (1, 192, 192, 3)
     assert (tiled - plain).abs().mean() < 0.05
+
+
+def test_vae_decode_falls_back_to_memory_bounded_tiles_when_memory_runs_out(load, ctx, monkeypatch):
+    _, _, vae = load("sd1")
+    latent = {"samples": torch.randn(1, 4, 24, 24, generator=torch.Generator().manual_seed(5))}
+    expected = vae.decode_tiled(latent["samples"], shared_norms=False)
+
+    def out_of_memory(_latents):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(vae, "decode", out_of_memory)
+    torch.testing.assert_close(vae_decode(samples=latent, vae=vae, ctx=ctx), expected, rtol=0, atol=0)
+
+
+def test_vae_decode_does_not_hide_other_errors(load, ctx, monkeypatch):
+    _, _, vae = load("sd1")
+
+    def broken(_latents):
+        raise RuntimeError("mat1 and mat2 shapes cannot be multiplied")
+
+    monkeypatch.setattr(vae, "decode", broken)
+    with pytest.raises(RuntimeError, match="shapes cannot be multiplied"):
+        vae_decode(samples={"samples": torch.zeros(1, 4, 8, 8)}, vae=vae, ctx=ctx)
 
 
 def test_tiled_decode_keeps_the_overlap_below_a_quarter_tile(load, ctx):
     _, _, vae = load("sd1")
     latent = {"samples": torch.randn(1, 4, 16, 16, generator=torch.Generator().manual_seed(3))}
     tiled = vae_decode_tiled(samples=latent, vae=vae, tile_size=64, overlap=64, ctx=ctx)
-    torch.testing.assert_close(tiled, vae.decode_tiled(latent["samples"], tile=8, overlap=2), rtol=0, atol=0)
+    torch.testing.assert_close(tiled, vae.decode_tiled(latent["samples"], tile=8, overlap=2, shared_norms=False),
+                               rtol=0, atol=0)
 
 
 def test_tiled_encode_uses_pixel_tiles_and_stays_close_to_the_plain_encode(load, ctx):
@@ -83,7 +108,7 @@ def test_tiled_encode_uses_pixel_tiles_and_stays_close_to_the_plain_encode(load,
     image = pixels(h=128, w=128, seed=4)
     plain = vae_encode(pixels=image, vae=vae, ctx=ctx)["samples"]
     tiled = vae_encode_tiled(pixels=image, vae=vae, tile_size=64, overlap=16, ctx=ctx)["samples"]
-    torch.testing.assert_close(tiled, vae.encode_tiled(image, tile=64, overlap=16), rtol=0, atol=0)
+    torch.testing.assert_close(tiled, vae.encode_tiled(image, tile=64, overlap=16, shared_norms=False), rtol=0, atol=0)
     assert tiled.shape == plain.shape == (1, 4, 16, 16)
     assert (tiled - plain).norm() / plain.norm() < 0.5
 
