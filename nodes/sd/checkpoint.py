@@ -387,11 +387,6 @@ class LoadedCheckpoint:
         return sum(module_bytes(m) for m in self.modules().values())
 
 
-def _has_text_encoder(family: str, keys) -> bool:
-    return any(_has_prefix(keys, slot.prefix) or _has_prefix(keys, slot.prefix.replace("text_model.", ""))
-               for slot in text_encoders.family_slots(family))
-
-
 def load_checkpoint(
     path: str | os.PathLike,
     *,
@@ -446,7 +441,7 @@ def load_checkpoint(
         vae_model, missing, unexpected = fill_module(lambda: vae_module.AutoencoderKL(vae_config), vae_sd, vae_dtype, device,
                                                     mapping)
         problems += _key_problems("VAE", VAE_PREFIX, missing, unexpected)
-    with_text = _has_text_encoder(family, keys)
+    with_text = text_encoders.has_text_encoder(family, keys)
     if problems and with_text:  # (build_text_encoder checks its own keys when all else is well)
         report = text_encoders.check_keys(family, sd)
         problems += _key_problems("text encoders", "", report.missing, report.unexpected)

@@ -374,13 +374,30 @@ def family_slots(family: str) -> tuple[EncoderSlot, ...]:
     return FAMILIES[family]
 
 
+# Other spellings of a slot's prefix that real files use: SD2 files saved by Stability's sgm code
+# (generative-models) keep OpenCLIP-H under the conditioner's first embedder.
+_PREFIX_ALIASES = {"cond_stage_model.model.": ("conditioner.embedders.0.model.",)}
+
+
 def _prefix_in(slot: EncoderSlot, keys) -> str:
-    """The slot's prefix as this checkpoint spells it (SD1's legacy layout has no ``text_model.``)."""
-    if slot.prefix.endswith("text_model.") and not any(k.startswith(slot.prefix) for k in keys):
+    """The slot's prefix as this checkpoint spells it (SD1's legacy layout has no ``text_model.``;
+    SD2 in the sgm layout sits under ``conditioner.embedders.0.model.``)."""
+    if any(k.startswith(slot.prefix) for k in keys):
+        return slot.prefix
+    if slot.prefix.endswith("text_model."):
         legacy = slot.prefix[: -len("text_model.")]
         if legacy == _SD1_LEGACY_PREFIX and f"{legacy}embeddings.token_embedding.weight" in keys:
             return legacy
+    for alias in _PREFIX_ALIASES.get(slot.prefix, ()):
+        if any(k.startswith(alias) for k in keys):
+            return alias
     return slot.prefix
+
+
+def has_text_encoder(family: str, keys) -> bool:
+    """Whether a checkpoint with these keys holds (some of) ``family``'s text encoder weights."""
+    keys = set(keys)
+    return any(any(k.startswith(_prefix_in(slot, keys)) for k in keys) for slot in family_slots(family))
 
 
 @dataclass(frozen=True)

@@ -175,6 +175,19 @@ def test_loaded_text_encoder_computes_what_the_written_weights_compute(files):
     assert rel_err(ours, ref) <= 1e-6 and rel_err(ours_pooled, ref_pooled) <= 1e-6
 
 
+def test_sd2_in_the_sgm_layout_loads_its_text_encoder(tmp_path):
+    """SD2 files saved by Stability's sgm code keep OpenCLIP-H under conditioner.embedders.0.model."""
+    sd = random_checkpoint_state_dict("sd2", seed=5)
+    sgm = {k.replace("cond_stage_model.model.", "conditioner.embedders.0.model."): v for k, v in sd.items()}
+    assert any(k.startswith("conditioner.embedders.0.model.") for k in sgm)
+    path = save_safetensors(tmp_path / "sd2-sgm.safetensors", sgm)
+    loaded = load_checkpoint(path)
+    assert loaded.family == "sd2" and loaded.text_encoder is not None
+    ours, ours_pooled = loaded.text_encoder.encode("a white square on black")
+    ref, ref_pooled = text_encoders.build_text_encoder("sd2", sd).encode("a white square on black")
+    assert rel_err(ours, ref) <= 1e-6 and rel_err(ours_pooled, ref_pooled) <= 1e-6
+
+
 def test_a_tiny_checkpoint_runs_end_to_end(files):
     loaded = load_checkpoint(files["sdxl"])
     context, pooled = loaded.text_encoder.encode("a square")
