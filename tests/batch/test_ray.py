@@ -16,6 +16,7 @@ import pytest
 ray = pytest.importorskip(
     "ray", reason="Ray is not installed: pip install 'nodegraph[ray]' to run the Ray integration tests")
 
+import psutil  # noqa: E402
 from ray.cluster_utils import Cluster  # noqa: E402
 
 from nodegraph import format as graph_format  # noqa: E402
@@ -33,23 +34,8 @@ NODE = {"num_cpus": 2, "node_ip_address": "127.0.0.1", "include_dashboard": Fals
 
 
 def descendants(root: int) -> set[int]:
-    """Every process below ``root`` (from /proc)."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(entry))
-    found, stack = set(), [root]
-    while stack:
-        for child in children.get(stack.pop(), []):
-            if child not in found:
-                found.add(child)
-                stack.append(child)
-    return found
+    """Every process below ``root``."""
+    return {p.pid for p in psutil.Process(root).children(recursive=True)}
 
 
 class LocalCluster:
