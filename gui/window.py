@@ -20,6 +20,7 @@ from nodegraph.api import Session
 from nodegraph.errors import GraphLoadError, Problem
 from nodegraph.graph import Graph, GraphChange
 
+from . import batch_dialog
 from .document import Document
 from .files import AppSettings, Autosaver, RecoveryEntry, find_recoverable
 from .panels.library import NodeLibrary
@@ -171,6 +172,8 @@ class MainWindow(QMainWindow):
                                     "Run the graph (Ctrl+Enter)")
         self.act_stop = self._action("Stop", self.stop, "Esc", "Stop the run (Esc)")
         self.act_packs = self._action("Node &Packs…", self.show_packs)
+        self.act_batch = self._action("&Batch…", lambda: batch_dialog.show_batch_dialog(self),
+                                      tip="Run sweeps of this graph with nodegraph batch")
 
         mb = self.menuBar()
         m = mb.addMenu("&File")
@@ -199,6 +202,8 @@ class MainWindow(QMainWindow):
         m = mb.addMenu("&Run")
         m.addAction(self.act_run)
         m.addAction(self.act_stop)
+        m.addSeparator()
+        m.addAction(self.act_batch)
         m = mb.addMenu("&Help")
         m.addAction(self.act_packs)
 
