@@ -28,7 +28,6 @@ import sys
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
@@ -155,31 +154,15 @@ class SweepCount:
         return f"{self.total:,} {noun}: " + " × ".join(f"{s:,}" for s in self.sizes)
 
 
-_NUM = r"\s*([-+]?\d+(?:\.\d+)?)\s*"
-_RANGE_SPEC = re.compile(rf"^{_NUM}:{_NUM}(?::{_NUM})?$")  # the engine's range syntax
-
-
 def range_size(spec: str) -> tuple[int, str, str] | None:
     """(number of values, first, last) of a range SPEC (``0:1000:7``) without listing its values;
     None if SPEC is not a range or is empty/invalid (the engine's parser then says why)."""
-    m = _RANGE_SPEC.match(spec)
-    if m is None:
-        return None
+    from nodegraph.batch.sweeps import range_bounds
+
     try:
-        start, stop = Decimal(m.group(1)), Decimal(m.group(2))
-        step = Decimal(m.group(3)) if m.group(3) else Decimal(1)
-    except InvalidOperation:
+        return range_bounds(spec)
+    except UsageError:
         return None
-    if step == 0:
-        return None
-    count = math.ceil((stop - start) / step)
-    if count <= 0:
-        return None
-    return count, _decimal_text(start), _decimal_text(start + (count - 1) * step)
-
-
-def _decimal_text(d: Decimal) -> str:
-    return str(int(d)) if d == d.to_integral_value() else format(d.normalize(), "f")
 
 
 def count_items(graph: Graph, registry: Registry, rows: Sequence[SweepRow], *,
@@ -390,6 +373,7 @@ class BatchState:
     failures: dict[int, str] = field(default_factory=dict)  # item index → error
     files: list[str] = field(default_factory=list)  # outputs written this run
     log: list[str] = field(default_factory=list)
+    error: list[str] = field(default_factory=list)  # why the batch refused to start or stopped
 
     def worker(self, name: Any) -> WorkerInfo:
         key = str(name)
@@ -497,6 +481,11 @@ class BatchState:
         self._counters(e)
         return []
 
+    def _on_error(self, e: dict[str, Any]) -> list[str]:
+        # The same lines reach the log from stderr; keep them for the summary only.
+        self.error = [str(m) for m in e.get("messages", []) or []]
+        return []
+
     def _on_finish(self, e: dict[str, Any]) -> list[str]:
         self._counters(e)
         self.finished = True
@@ -556,7 +545,7 @@ def exit_summary(code: int | None, state: BatchState, stderr_lines: Sequence[str
     remaining = max(state.total - state.done - state.failed, 0)
     resume = (f" The folder is resumable: Start again with Resume to do the remaining {remaining}."
               if state.started and remaining else "")
-    said = cli_message(stderr_lines)
+    said = cli_message(state.error or stderr_lines)
     if crashed or code is None:
         if killed or stopped:
             return ("error" if killed else "warn"), \

@@ -81,6 +81,15 @@ def cmd_batch(args: argparse.Namespace) -> int:
                                          models_dirs=tuple(Path(p) for p in args.models)))
     show = JsonProgress(sys.stdout) if args.progress == "json" else TextProgress(sys.stderr)
     source = args.graph or args.out
+
+    def fail(code: int, kind: str, lines: list[str]) -> int:
+        """Say why on stderr and, with --progress json, as an ``error`` event too."""
+        for line in lines:
+            print(line, file=sys.stderr)
+        if args.progress == "json":
+            show({"event": "error", "kind": kind, "exit_code": code, "messages": lines})
+        return code
+
     try:
         graph = None
         if args.graph is not None:
@@ -92,24 +101,15 @@ def cmd_batch(args: argparse.Namespace) -> int:
         result = run_batch(graph, args.out, args.sweeps, workers=args.workers, ray=args.ray,
                            resume=args.resume, on_event=show, session=session, threads=args.threads,
                            worker_cpus=args.worker_cpus, worker_gpus=args.worker_gpus)
-    except GraphLoadError as exc:
-        for problem in exc.problems:
-            print(f"{source}: {problem}", file=sys.stderr)
-        return EXIT_INVALID
-    except GraphValidationError as exc:
-        for problem in exc.problems:
-            print(f"{source}: {problem}", file=sys.stderr)
-        return EXIT_INVALID
+    except (GraphLoadError, GraphValidationError) as exc:
+        return fail(EXIT_INVALID, "invalid_graph", [f"{source}: {problem}" for problem in exc.problems])
     except UsageError as exc:
-        print(f"nodegraph batch: {exc}", file=sys.stderr)
-        return EXIT_INVALID
+        return fail(EXIT_INVALID, "invalid_request", [f"nodegraph batch: {exc}"])
     except BatchAborted as exc:
-        print(f"nodegraph batch: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+        return fail(EXIT_FAILED, "aborted", [f"nodegraph batch: {exc}"])
     except KeyboardInterrupt:
-        print("nodegraph batch: aborted; finished items are kept, run again with --resume",
-              file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return fail(EXIT_INTERRUPTED, "interrupted",
+                    ["nodegraph batch: aborted; finished items are kept, run again with --resume"])
     if result.interrupted:
         return EXIT_INTERRUPTED
     return EXIT_FAILED if result.failed else EXIT_OK

@@ -63,9 +63,27 @@ class Sweep:
                    tuple(data["values"]))
 
 
+def range_bounds(spec: str) -> tuple[int, str, str] | None:
+    """(number of values, first, last) of a range SPEC without listing its values (``"0:1000:7"`` →
+    ``(143, "0", "994")``), or None if SPEC is not a range. Raises UsageError for a zero step, an
+    empty range or one of more than MAX_ITEMS values."""
+    start, step, count = _range(spec) or (None, None, 0)
+    if start is None:
+        return None
+    return count, _decimal_text(start), _decimal_text(start + (count - 1) * step)
+
+
 def range_values(spec: str) -> list[str] | None:
     """The values of a range SPEC as text (``"0:3"`` → ``["0", "1", "2"]``), or None if SPEC is not
-    a range. Raises UsageError for a zero step or an empty range."""
+    a range. Raises UsageError as :func:`range_bounds`."""
+    got = _range(spec)
+    if got is None:
+        return None
+    start, step, count = got
+    return [_decimal_text(start + i * step) for i in range(count)]
+
+
+def _range(spec: str) -> tuple[Decimal, Decimal, int] | None:
     m = _RANGE.match(spec)
     if m is None:
         return None
@@ -79,7 +97,7 @@ def range_values(spec: str) -> list[str] | None:
                          "use a negative step to count down)")
     if count > MAX_ITEMS:
         raise UsageError(f"range {spec!r} has {count} values; at most {MAX_ITEMS} are allowed")
-    return [_decimal_text(start + i * step) for i in range(count)]
+    return start, step, count
 
 
 def _decimal_text(d: Decimal) -> str:

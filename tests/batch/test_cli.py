@@ -57,6 +57,23 @@ def test_a_bad_sweep_exits_2_naming_it(capsys, graph_file, models, tmp_path):
     assert not (tmp_path / "o").exists()
 
 
+def test_with_json_progress_a_refusal_is_an_error_event_too(capsys, graph_file, models, tmp_path):
+    code, out, err = run(capsys, str(graph_file), "--out", str(tmp_path / "o"), "--models", str(models),
+                         "--sweep", "2.seed=a:b:c", "--progress", "json")
+    (event,) = [json.loads(line) for line in out.splitlines()]
+    assert code == 2 and event["event"] == "error" and event["kind"] == "invalid_request"
+    assert event["exit_code"] == 2 and event["messages"] == err.splitlines()
+    assert "--sweep '2.seed=a:b:c'" in event["messages"][0]
+
+
+def test_with_json_progress_an_invalid_graph_lists_its_problems(capsys, graph_file, models, tmp_path):
+    code, out, err = run(capsys, str(graph_file), "--out", str(tmp_path / "o"), "--models", str(models),
+                         "--set", "2.width=0", "--progress", "json")
+    (event,) = [json.loads(line) for line in out.splitlines()]
+    assert code == 2 and event["kind"] == "invalid_graph"
+    assert any("param width" in m and "below the minimum" in m for m in event["messages"])
+
+
 def test_resume_without_graph_needs_a_batch_folder(capsys, tmp_path):
     code, _, err = run(capsys, "--out", str(tmp_path / "empty"), "--resume")
     assert code == 2 and "holds no batch" in err

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from nodegraph.batch.sweeps import expand, grid_size, parse_sweep, range_values, raw_values
+from nodegraph.batch.sweeps import MAX_ITEMS, expand, grid_size, parse_sweep, range_bounds, range_values, raw_values
 from nodegraph.batch.sweeps import check_distinct
 from nodegraph.errors import UsageError
 
@@ -23,6 +23,19 @@ def test_half_open_range_has_stop_minus_start_values(session, graph):
 def test_step_range_stops_before_stop(session, graph):
     assert sweep(session, graph, "2.seed=0:1000:7").values[-2:] == (987, 994)
     assert len(sweep(session, graph, "2.seed=0:1000:7").values) == 143
+
+
+@pytest.mark.parametrize("spec", ["0:1000", "0:1000:7", "5:0:-2", "0.5:2:0.25", "-3:4:3"])
+def test_range_bounds_agree_with_the_listed_values(spec):
+    values = range_values(spec)
+    assert range_bounds(spec) == (len(values), values[0], values[-1])
+
+
+def test_range_bounds_count_a_huge_range_without_listing_it():
+    assert range_bounds(f"0:{MAX_ITEMS}") == (MAX_ITEMS, "0", str(MAX_ITEMS - 1))
+    assert range_bounds("a,b") is None
+    with pytest.raises(UsageError, match="at most"):
+        range_bounds(f"0:{MAX_ITEMS + 1}")
 
 
 def test_negative_step_counts_down():

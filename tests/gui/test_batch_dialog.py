@@ -414,6 +414,15 @@ def test_exit_codes_become_one_clear_sentence():
     assert level == "error" and text.startswith("The batch process crashed") and "Segmentation" in text
 
 
+def test_the_error_event_says_why_without_reading_stderr():
+    state = BatchState()
+    state.apply({"event": "error", "kind": "invalid_request", "exit_code": 2,
+                 "messages": ["nodegraph batch: --sweep '3.seed=a:b': 'a' is not a whole number"]})
+    level, text = exit_summary(2, state, [])
+    assert level == "error" and text == ("Not started — nodegraph batch refused the request:\n"
+                                         "--sweep '3.seed=a:b': 'a' is not a whole number")
+
+
 # -- real batches ------------------------------------------------------------------------------
 def test_a_batch_runs_to_the_end_and_its_files_are_in_the_folder(make_dialog, qtbot):
     dlg = make_dialog(blob_graph())
