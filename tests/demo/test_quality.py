@@ -8,6 +8,7 @@ chain at once: tokenizer → text encoder → cross-attention → CFG → sample
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +17,10 @@ import torch
 
 from shape_analyser import ROOT, Analysis, analyse, demo_data
 
-CHECKPOINT = ROOT / "nodes" / "models" / "checkpoints" / "demo-shapes.safetensors"
+# NODEGRAPH_DEMO_CHECKPOINT checks another file with the same test (e.g. a fresh tools/train_demo.py
+# run written with --out-dir elsewhere); by default the shipped model.
+CHECKPOINT = Path(os.environ.get("NODEGRAPH_DEMO_CHECKPOINT")
+                  or ROOT / "nodes" / "models" / "checkpoints" / "demo-shapes.safetensors")
 SEEDS = tuple(range(8))
 STEPS = 20
 CFG = 5.0
