@@ -22,12 +22,32 @@ def fsync_dir(folder: str | os.PathLike[str]) -> None:
         os.close(fd)
 
 
+_UMASK = os.umask(0o022)  # read the process umask (the only way is to set it) and put it back
+os.umask(_UMASK)
+
+
+def give_usual_mode(fd: int, replacing: str | os.PathLike[str] | None = None) -> None:
+    """Give a ``tempfile.mkstemp`` file (private: 0600) the mode a plain new file would get (0666
+    less the umask), or the mode of the file it is about to replace. A no-op where there is no fchmod."""
+    if not hasattr(os, "fchmod"):
+        return
+    mode = 0o666 & ~_UMASK
+    if replacing is not None:
+        try:
+            mode = os.stat(replacing).st_mode & 0o7777
+        except OSError:
+            pass
+    os.fchmod(fd, mode)
+
+
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
     """Replace ``path`` with ``text`` (UTF-8, ``\\n`` newlines) atomically: a temporary file in the
-    same folder, fsync, rename. A reader sees the old file or the new one, never a partial one."""
+    same folder, fsync, rename. A reader sees the old file or the new one, never a partial one. A new
+    file gets the usual mode (not mkstemp's private 0600); a replaced one keeps its mode."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        give_usual_mode(fd, path)
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
             f.write(text)
             f.flush()

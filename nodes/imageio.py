@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 
 from PIL import Image, ImageOps, ImageSequence, PngImagePlugin
 
-from nodegraph.fileio import fsync_dir
+from nodegraph.fileio import fsync_dir, give_usual_mode
 
 if TYPE_CHECKING:
     import torch
@@ -222,17 +222,12 @@ def save_images(
     return paths
 
 
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)
-
-
 def _write_new_file(folder: Path, stem: str, counter: int, data: bytes) -> tuple[Path, int]:
     """Write ``data`` atomically to the first free ``<stem>_<counter>_.png``; return (path, counter)."""
     fd, tmp_name = tempfile.mkstemp(prefix=".nodegraph-", suffix=".tmp", dir=folder)
     tmp = Path(tmp_name)
     try:
-        if hasattr(os, "fchmod"):  # mkstemp makes the file private (0600); outputs get the usual mode
-            os.fchmod(fd, 0o666 & ~_UMASK)
+        give_usual_mode(fd)  # mkstemp makes the file private (0600); outputs get the usual mode
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

@@ -3,6 +3,7 @@ PNGs, and the JSON Schema in docs/."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import jsonschema
@@ -107,6 +108,17 @@ def test_save_writes_atomically_and_leaves_no_temporary_file(tmp_path):
     path = save(small_graph(), tmp_path / "sub" / "g.json")
     assert path.read_text() == dumps(small_graph())
     assert [p.name for p in path.parent.iterdir()] == ["g.json"]
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX file modes")
+def test_a_saved_graph_gets_the_usual_file_mode_and_a_replaced_one_keeps_its_own(tmp_path):
+    umask = os.umask(0o022)
+    os.umask(umask)
+    path = save(small_graph(), tmp_path / "g.json")
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's private 0600: graphs are shared
+    path.chmod(0o640)
+    save(small_graph(), path)
+    assert path.stat().st_mode & 0o777 == 0o640
 
 
 def test_not_json_reports_line_and_column():
