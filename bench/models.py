@@ -7,7 +7,9 @@ random SD1.5 checkpoint to /tmp once and reuses it).
   ``unet_ratio``, ``unet_fraction_of_matmul_peak``; ours bf16 vs fp32 → ``unet_bf16_speedup``.
 - Text encoder (bench/_text_bench.py): our CLIP-L vs transformers' → ``text_ratio``.
 - VAE decoder: ours vs diffusers' AutoencoderKL on the same weights, full SD1.5 config, latent
-  [2, 4, 32, 32] → 256², fp32 → ``vae_decode_ratio``.
+  [2, 4, 32, 32] → 256², fp32 → ``vae_decode_ratio``. Both run with glibc's malloc tuned as the app
+  tunes it (``nodes.sd.memory.tune_cpu_allocator``); untuned, which side pays for fresh pages on
+  large activations depends on glibc's threshold heuristics, not on the model code.
 - Loading a random full-size SD1.5 fp16 checkpoint: our ``load_checkpoint`` (weights kept in fp16)
   vs ``safetensors.torch.load_file`` alone, each in its own fresh subprocess, interleaved, until
   every weight is resident in RAM (both memory-map the file, so the call itself reads nothing) →
@@ -249,11 +251,15 @@ def bench_bf16_psnr(path: Path) -> dict[str, float]:
 
 
 def main() -> dict:
+    from nodes.sd.memory import tune_cpu_allocator
+
     torch.manual_seed(0)
+    # The app tunes glibc's malloc on its first model load; both sides here run under it.
+    print(f"malloc tuned as in the app: {tune_cpu_allocator()}", flush=True)
     figures: dict[str, float] = {}
     try:
         from bench._unet_bench import bench_unet
-    except ImportError as exc:  # written by another helper
+    except ImportError as exc:
         print(f"bench/_unet_bench.py unavailable: {exc}", flush=True)
     else:
         figures.update(bench_unet())

@@ -97,3 +97,4 @@ def test_checkpoint_weights_equal_the_file_whether_kept_or_converted(tmp_path, d
     for key, value in list(unet.items()) + [("cond_stage_model.transformer.text_model." + k, v) for k, v in text.items()]:
         assert value.dtype == (dtype or torch.float16)
         assert torch.equal(value, reference[key].to(value.dtype)), key
+
