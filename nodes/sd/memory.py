@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import os
+import statistics
 import sys
 import threading
 import time
@@ -84,22 +85,20 @@ def cpu_bf16_units() -> list[str]:
 
 
 @functools.lru_cache(maxsize=1)
-def cpu_bf16_speedup(n: int = 1024, repeats: int = 3) -> float:
+def cpu_bf16_speedup(n: int = 1024, pairs: int = 5) -> float:
     """How many times faster a bf16 ``n×n`` matmul runs than an fp32 one on this CPU (measured once
-    per process, ~0.1 s)."""
-    a = torch.randn(n, n)
-    b = torch.randn(n, n)
+    per process, ~0.2 s): the median of ``pairs`` back-to-back fp32/bf16 timings, so that a moment
+    of load on the machine does not flip the automatic dtype choice."""
+    a32, b32 = torch.randn(n, n), torch.randn(n, n)
+    a16, b16 = a32.bfloat16(), b32.bfloat16()
 
-    def best(x: torch.Tensor, y: torch.Tensor) -> float:
-        x @ y  # warm-up
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            x @ y
-            times.append(time.perf_counter() - start)
-        return min(times)
+    def timed(x: torch.Tensor, y: torch.Tensor) -> float:
+        start = time.perf_counter()
+        x @ y
+        return time.perf_counter() - start
 
-    return best(a, b) / best(a.bfloat16(), b.bfloat16())
+    timed(a32, b32), timed(a16, b16)  # warm-up (thread pool, kernels)
+    return statistics.median(timed(a32, b32) / timed(a16, b16) for _ in range(pairs))
 
 
 @dataclass(frozen=True)
