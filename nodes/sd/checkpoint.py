@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from nodes.sd import text_encoders, unet as unet_module, vae as vae_module
-from nodes.sd.build import fill_module
+from nodes.sd import build
 from nodes.sd.mapped import Mapping as FileMapping
 from nodes.sd.diffusion_model import DiffusionModel
 from nodes.sd.memory import module_bytes
@@ -308,6 +308,16 @@ def _key_problems(what: str, prefix: str, missing: list[str], unexpected: list[s
     return out
 
 
+def fill_module(path: Path, what: str, make, tensors, dtype, device, mapping):
+    """:func:`nodes.sd.build.fill_module`, with a weight of the wrong shape reported as a
+    ``CheckpointError`` naming the file and the component."""
+    try:
+        return build.fill_module(make, tensors, dtype, device, mapping)
+    except ValueError as exc:
+        raise CheckpointError(path, f"{what} weights do not fit the architecture their other shapes describe: "
+                                    f"{exc}") from None
+
+
 def file_dtype(sd: Mapping[str, torch.Tensor]) -> torch.dtype:
     """The floating-point dtype holding most of the file's bytes (what "the file's dtype" means)."""
     sizes: Counter[torch.dtype] = Counter()
@@ -434,12 +444,13 @@ def load_checkpoint(
             vae_config = vae_module.config_from_state_dict(vae_sd)
         except (ValueError, KeyError) as exc:
             problems.append(f"VAE weights are incomplete or damaged: {exc}")
-    unet_model, missing, unexpected = fill_module(lambda: unet_module.UNetModel(unet_config), unet_sd, dtype, device, mapping)
+    unet_model, missing, unexpected = fill_module(path, "U-Net", lambda: unet_module.UNetModel(unet_config),
+                                                  unet_sd, dtype, device, mapping)
     problems = _key_problems("U-Net", UNET_PREFIX, missing, unexpected) + problems
     vae_model = None
     if vae_config is not None:
-        vae_model, missing, unexpected = fill_module(lambda: vae_module.AutoencoderKL(vae_config), vae_sd, vae_dtype, device,
-                                                    mapping)
+        vae_model, missing, unexpected = fill_module(path, "VAE", lambda: vae_module.AutoencoderKL(vae_config),
+                                                     vae_sd, vae_dtype, device, mapping)
         problems += _key_problems("VAE", VAE_PREFIX, missing, unexpected)
     with_text = text_encoders.has_text_encoder(family, keys)
     if problems and with_text:  # (build_text_encoder checks its own keys when all else is well)
@@ -482,7 +493,7 @@ def load_vae(path: str | os.PathLike, *, dtype: torch.dtype | None = None,
         config = vae_module.config_from_state_dict(vae_sd)
     except (ValueError, KeyError) as exc:
         raise CheckpointError(path, f"VAE weights are incomplete or damaged: {exc}") from None
-    model, missing, unexpected = fill_module(lambda: vae_module.AutoencoderKL(config), vae_sd, dtype, device, mapping)
+    model, missing, unexpected = fill_module(path, "VAE", lambda: vae_module.AutoencoderKL(config), vae_sd, dtype, device, mapping)
     if missing or unexpected:
         raise CheckpointError(path, "VAE weights do not match the architecture: " + "; ".join(_key_problems("VAE", "", missing, unexpected)))
     return vae_module.VAE(model)

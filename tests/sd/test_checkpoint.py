@@ -317,3 +317,14 @@ def test_malicious_zip_pickle_from_torch_save_is_refused(tmp_path):
 
 def test_checkpoint_error_is_a_value_error():
     assert issubclass(CheckpointError, ValueError)
+
+
+def test_a_weight_of_the_wrong_shape_is_a_checkpoint_error_naming_file_and_component(tmp_path):
+    sd = random_checkpoint_state_dict("sd1", seed=2)
+    key = "first_stage_model.decoder.mid.attn_1.q.weight"
+    sd[key] = sd[key][:, : sd[key].shape[1] // 2, 0, 0].contiguous()
+    path = save_safetensors(tmp_path / "bad-shape.safetensors", sd)
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(path)
+    message = str(info.value)
+    assert str(path) in message and "VAE weights do not fit" in message and "decoder.mid.attn_1.q.weight" in message

@@ -98,3 +98,18 @@ def test_checkpoint_weights_equal_the_file_whether_kept_or_converted(tmp_path, d
         assert value.dtype == (dtype or torch.float16)
         assert torch.equal(value, reference[key].to(value.dtype)), key
 
+
+
+def test_assign_takes_linear_weights_for_1x1_convs_and_names_real_shape_mismatches():
+    from torch import nn
+
+    from nodes.sd.build import assign, on_meta
+
+    conv = on_meta(lambda: nn.Conv2d(4, 4, 1))
+    weight = torch.arange(16.0).reshape(4, 4)
+    assign(conv, {"weight": weight, "bias": torch.zeros(4)})
+    assert conv.weight.shape == (4, 4, 1, 1) and torch.equal(conv.weight[:, :, 0, 0], weight)
+    assert isinstance(conv.weight, nn.Parameter) and not conv.weight.requires_grad
+    wrong = on_meta(lambda: nn.Conv2d(4, 4, 1))
+    with pytest.raises(ValueError, match=r"weight: the file holds shape \(4, 2\), the model needs \(4, 4, 1, 1\)"):
+        assign(wrong, {"weight": torch.zeros(4, 2), "bias": torch.zeros(4)})
