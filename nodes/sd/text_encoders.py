@@ -45,7 +45,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nodes.sd.attention import attention
-from nodes.sd.build import convert, on_meta
+from nodes.sd.build import assign, convert, on_meta
 from nodes.sd.mapped import Mapping as FileMapping
 from nodes.sd.tokenizer import CONTEXT_LENGTH, END_TOKEN, START_TOKEN, VOCAB_SIZE, get_tokenizer
 
@@ -614,7 +614,7 @@ def build_text_encoder(family: str, checkpoint_sd: Mapping[str, torch.Tensor], d
         model = on_meta(lambda: build_model(config))
         weights = {k: view[k] for k in model.state_dict()}
         convert(weights, dtype or view[_TABLE[config.layout]].dtype, device, mapping)
-        model.load_state_dict(weights, strict=True, assign=True)
+        assign(model, weights)
         models[slot.name] = model.eval().requires_grad_(False)
     return SDTextEncoder(family, models)
 

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nodes.sd.attention import attention
-from nodes.sd.build import convert, on_meta
+from nodes.sd.build import fill_module
 
 FAMILIES = ("sd1", "sd2", "sdxl", "sdxl_refiner")
 
@@ -696,13 +696,10 @@ def build_vae(
     missing/unexpected keys if the state dict does not match the architecture read from it.
     """
     cfg = config_from_state_dict(sd)
-    model = on_meta(lambda: AutoencoderKL(cfg))
-    tensors = dict(sd)
-    convert(tensors, dtype, device)
-    result = model.load_state_dict(tensors, strict=False, assign=True)
-    if result.missing_keys or result.unexpected_keys:
-        raise ValueError(_key_mismatch_message("VAE", result.missing_keys, result.unexpected_keys))
-    return VAE(model.eval().requires_grad_(False), family)
+    model, missing, unexpected = fill_module(lambda: AutoencoderKL(cfg), dict(sd), dtype, device)
+    if missing or unexpected:
+        raise ValueError(_key_mismatch_message("VAE", missing, unexpected))
+    return VAE(model, family)
 
 
 def _key_mismatch_message(what: str, missing, unexpected, shown: int = 5) -> str:
