@@ -12,11 +12,12 @@ random SD1.5 checkpoint to /tmp once and reuses it).
   large activations depends on glibc's threshold heuristics, not on the model code.
 - Loading a random full-size SD1.5 fp16 checkpoint: our ``load_checkpoint`` (weights kept in fp16)
   vs ``safetensors.torch.load_file`` alone, each in its own fresh subprocess, interleaved, until
-  every weight is resident in RAM (both memory-map the file, so the call itself reads nothing) →
-  ``load_time_ratio`` with the file evicted from the page cache before each run (a first load from
-  disk), ``load_time_ratio_warm`` with the file cached (there load_file's ~0.1 s makes our fixed
-  ~0.2 s of building modules dominate: ``load_overhead_s``), and ``load_peak_rss_over_file`` (the
-  child's whole-process peak RSS, torch import included, over the file size).
+  every weight is resident in RAM (both memory-map the file; our load returns with it read in,
+  load_file's needs the touch that both get) → ``load_time_ratio`` with the file evicted from the
+  page cache before each run (a first load from disk), ``load_time_ratio_warm`` with the file
+  cached (``load_overhead_s``; warm, the read is ~0.15 s of mapping pages and our ~0.1 s module
+  build runs beside it), and ``load_peak_rss_over_file`` (the child's whole-process peak RSS,
+  torch import included, over the file size).
 - bf16 quality: a txt2img run (prompt → 4 euler steps at cfg 7, 256×256 → VAE decode) with the
   same checkpoint in fp32 and in bf16 (U-Net, VAE and text encoder), PSNR of the images →
   ``bf16_psnr_db``. Random weights: the figure measures numerical drift, not image quality.
@@ -138,8 +139,8 @@ def _touch(tensors) -> float:
 def load_child(kind: str, path: str) -> None:
     """Runs in a fresh subprocess: load ``path`` one way, print seconds and RSS figures as JSON.
 
-    Both ways memory-map the file, so the call returns before the bytes are read; "ready" adds
-    touching every page of every weight (the same for both), i.e. weights resident in RAM.
+    Both ways memory-map the file; "ready" adds touching every page of every weight (the same for
+    both), i.e. weights resident in RAM.
     """
     if kind == "ours":
         from nodes.sd.checkpoint import load_checkpoint

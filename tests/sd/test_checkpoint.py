@@ -3,6 +3,7 @@ weights keep the file's dtype and compute what the writer's modules compute, and
 foreign files give clear errors that name the file (and never run code from a pickle)."""
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import struct
@@ -15,6 +16,7 @@ from nodes.sd.checkpoint import (
     CheckpointError,
     detect_family,
     load_checkpoint,
+    read_mapped,
     read_safetensors_header,
 )
 from nodes.sd.testing import (
@@ -235,6 +237,20 @@ def test_header_that_is_not_json_is_reported(tmp_path):
     path.write_bytes(struct.pack("<Q", len(body)) + body)
     with pytest.raises(CheckpointError, match="not JSON"):
         read_safetensors_header(path)
+
+
+@pytest.mark.parametrize("shape, offsets, what", [
+    ([2, 3], [0, 20], r"'w' \(F32 \[2, 3\]\) needs 24 bytes, its offsets span 20"),
+    ([2, -3], [0, 24], r"'w' has shape \[2, -3\]"),
+    ([2, "3"], [0, 24], r"'w' has shape \[2, '3'\]"),
+])
+def test_header_whose_shape_and_byte_range_disagree_is_reported(tmp_path, shape, offsets, what):
+    body = json.dumps({"w": {"dtype": "F32", "shape": shape, "data_offsets": offsets}}).encode()
+    path = tmp_path / "liar.safetensors"
+    path.write_bytes(struct.pack("<Q", len(body)) + body + bytes(24))
+    with pytest.raises(CheckpointError, match="corrupt safetensors header: tensor " + what) as err:
+        read_mapped(path)
+    assert str(path) in str(err.value)
 
 
 def test_random_bytes_are_not_a_safetensors_file(tmp_path):
