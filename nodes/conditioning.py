@@ -12,6 +12,7 @@ from typing import Any
 
 from nodegraph import RunContext, String, node
 
+from .folders import folders_for
 from .loaders import NO_CLIP
 from .runtime import on_device
 
@@ -26,11 +27,22 @@ def clip_text_encode(clip: Any, text: str, ctx: RunContext) -> list:
 
     Prompt weighting as ComfyUI: ``(a red fox:1.3)``, ``(fox)`` = ×1.1, ``\\(`` for a literal bracket;
     prompts longer than 75 tokens are encoded in several 77-token windows and concatenated.
+    ``embedding:name`` inserts a textual-inversion embedding from the ``embeddings`` model folders;
+    a name with no file there is left out with a warning, as ComfyUI does.
     """
+    from nodes.sd.embeddings import EmbeddingLibrary
+
     if clip is None:
         raise ValueError(NO_CLIP)
+    library = EmbeddingLibrary(folders_for(ctx.options.models_dirs).folders("embeddings"))
     with on_device(ctx.options, *clip.models.values()):
-        context, pooled = clip.encode(text)
+        context, pooled = clip.encode(text, embeddings=library)
+    if library.missing:
+        ctx.log.warning("node %s: no embedding file named %s in %s; left out of the prompt (as ComfyUI does)",
+                        ctx.node_id, ", ".join(library.missing), ", ".join(map(str, library.folders)))
+    if library.mismatched:
+        ctx.log.warning("node %s: embedding %s left out: made for another text encoder",
+                        ctx.node_id, "; ".join(library.mismatched))
     options = {} if pooled is None else {"pooled_output": pooled.cpu()}
     return [[context.cpu(), options]]
 

@@ -73,8 +73,9 @@ def export_value(class_type: str, name: str, value: Any) -> Any:
 
 
 def prompt_notes(graph: Graph) -> list[str]:
-    """Remarks on imported prompts: textual-inversion embeddings (``embedding:name``), which NodeGraph
-    does not load, so the words are read as plain text and the image differs from ComfyUI's."""
+    """Remarks on imported prompts: the textual-inversion embeddings (``embedding:name``) they use,
+    whose files must be in an ``embeddings`` model folder here too (a missing one is left out of the
+    prompt with a warning, as in ComfyUI, and the image differs from one made with it)."""
     notes = []
     for node_id in sorted(graph.nodes, key=id_key):
         node = graph.nodes[node_id]
@@ -83,6 +84,6 @@ def prompt_notes(graph: Graph) -> list[str]:
             found = _EMBEDDING.findall(value) if isinstance(value, str) else []
             if found:
                 notes.append(f"node {node_id} ({node.type}) param {name}: the prompt uses textual-inversion "
-                             f"embedding(s) {', '.join(found)}, which NodeGraph does not load; the words "
-                             "are read as plain text, so the image will differ from ComfyUI's")
+                             f"embedding(s) {', '.join(found)}; put the file(s) in an 'embeddings' model "
+                             "folder (one missing there is left out of the prompt with a warning, as in ComfyUI)")
     return notes

@@ -171,6 +171,20 @@ def read_mapped(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[
 
 
 def _read_pickle(path: Path) -> dict[str, torch.Tensor]:
+    obj = load_pickle(path)
+    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
+        obj = obj["state_dict"]
+    if not isinstance(obj, dict):
+        raise CheckpointError(path, f"expected a dict of tensors, found a {type(obj).__name__}")
+    tensors = {str(k): v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+    if not tensors:
+        raise CheckpointError(path, "the file holds no tensors")
+    return tensors
+
+
+def load_pickle(path: Path) -> Any:
+    """What a pickle-based file holds, through ``torch.load(weights_only=True)`` only (tensors and
+    plain containers); anything else is refused with a CheckpointError naming the file."""
     import pickle
     import warnings
 
@@ -194,14 +208,7 @@ def _read_pickle(path: Path) -> dict[str, torch.Tensor]:
         ) from None
     except Exception as exc:  # truncated zip, not a pickle at all, …
         raise CheckpointError(path, f"cannot read this pickle-based file: {exc}") from None
-    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
-        obj = obj["state_dict"]
-    if not isinstance(obj, dict):
-        raise CheckpointError(path, f"expected a dict of tensors, found a {type(obj).__name__}")
-    tensors = {str(k): v for k, v in obj.items() if isinstance(v, torch.Tensor)}
-    if not tensors:
-        raise CheckpointError(path, "the file holds no tensors")
-    return tensors
+    return obj
 
 
 # ----------------------------------------------------------------------------------------------

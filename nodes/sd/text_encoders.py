@@ -46,11 +46,13 @@ from torch import nn
 
 from nodes.sd.attention import attention
 from nodes.sd.build import assign, convert, on_meta
+from nodes.sd.embeddings import EmbeddingLibrary
 from nodes.sd.mapped import Mapping as FileMapping
-from nodes.sd.tokenizer import CONTEXT_LENGTH, END_TOKEN, START_TOKEN, VOCAB_SIZE, get_tokenizer
+from nodes.sd.tokenizer import (CONTEXT_LENGTH, EMBEDDING_PREFIX, END_TOKEN, START_TOKEN, VOCAB_SIZE, Token,
+                                get_tokenizer)
 
 Layout = Literal["clip", "open_clip"]
-Windows = list[list[tuple[int, float]]]
+Windows = list[list[tuple[Token, float]]]
 LN_EPS = 1e-5
 _TABLE = {"clip": "embeddings.token_embedding.weight", "open_clip": "token_embedding.weight"}
 HEAD_WIDTH = 64  # every CLIP text model uses 64-channel heads
@@ -151,8 +153,13 @@ class _TextTransformer(nn.Module):
         raise NotImplementedError
 
     def forward(self, tokens: torch.Tensor, layer: int | None = None, norm_hidden: bool = True,
-                pooled: Literal["projected", "plain"] | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+                pooled: Literal["projected", "plain"] | None = None, token_embeds: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Hidden states ``[B, T, width]`` and, if asked, the pooled EOS state ``[B, P]``.
+
+        ``token_embeds`` ``[B, T, width]``, when given, are the input vectors instead of the token
+        table's rows for ``tokens`` (textual-inversion embeddings); ``tokens`` still locate the end
+        token for the pooled state.
 
         ``layer`` None is the last layer through the final LayerNorm; an int picks the output of
         that block (negative from the end, ComfyUI's convention), final-normed when ``norm_hidden``.
@@ -163,7 +170,7 @@ class _TextTransformer(nn.Module):
         n = len(blocks)
         index = None if layer is None or not -n <= layer < n else layer % n
         stop = n if pooled is not None or index is None else index + 1
-        x = self.embed(tokens)
+        x = self.embed(tokens, token_embeds)
         hidden = None
         for i in range(stop):
             x = blocks[i](x)
@@ -241,8 +248,9 @@ class ClipTextModel(_TextTransformer):
     def token_embedding_weight(self) -> torch.Tensor:
         return self.embeddings.token_embedding.weight
 
-    def embed(self, tokens: torch.Tensor) -> torch.Tensor:
-        return self.embeddings.token_embedding(tokens) + self.embeddings.position_embedding.weight[:tokens.shape[1]]
+    def embed(self, tokens: torch.Tensor, token_embeds: torch.Tensor | None = None) -> torch.Tensor:
+        x = self.embeddings.token_embedding(tokens) if token_embeds is None else token_embeds
+        return x + self.embeddings.position_embedding.weight[:tokens.shape[1]]
 
     @property
     def blocks(self) -> nn.ModuleList:
@@ -316,8 +324,9 @@ class OpenClipTextModel(_TextTransformer):
     def token_embedding_weight(self) -> torch.Tensor:
         return self.token_embedding.weight
 
-    def embed(self, tokens: torch.Tensor) -> torch.Tensor:
-        return self.token_embedding(tokens) + self.positional_embedding[:tokens.shape[1]]
+    def embed(self, tokens: torch.Tensor, token_embeds: torch.Tensor | None = None) -> torch.Tensor:
+        x = self.token_embedding(tokens) if token_embeds is None else token_embeds
+        return x + self.positional_embedding[:tokens.shape[1]]
 
     @property
     def blocks(self) -> nn.ModuleList:
@@ -519,23 +528,31 @@ class SDTextEncoder:
         clone.last_layer = last_layer
         return clone
 
-    def tokenize(self, text: str, square_brackets: bool | None = None) -> dict[str, Windows]:
+    def tokenize(self, text: str, square_brackets: bool | None = None,
+                 embeddings: EmbeddingLibrary | None = None) -> dict[str, Windows]:
         """Weighted windows of ``text`` for each encoder, keyed by ComfyUI's names ("l", "h", "g").
 
         ``square_brackets`` (default: the encoder's setting, True) makes ``[text]`` weigh 1/1.1;
-        False reads square brackets as text, exactly as ComfyUI does.
+        False reads square brackets as text, exactly as ComfyUI does. With ``embeddings``,
+        ``embedding:name`` inserts that embedding's vectors for each encoder (names not found are
+        recorded in ``embeddings.missing``); without, the words are plain text.
         """
         brackets = self.square_brackets if square_brackets is None else square_brackets
         tokenizer = get_tokenizer()
+        if embeddings is not None and EMBEDDING_PREFIX in text:
+            return {slot.name: tokenizer.tokenize_weighted(
+                text, slot.pad_token, brackets, missing=embeddings.note_missing,
+                embeddings=embeddings.lookup(slot.name, self.models[slot.name].config.width)) for slot in self.slots}
         by_pad: dict[int, Windows] = {}
         for slot in self.slots:
             if slot.pad_token not in by_pad:
                 by_pad[slot.pad_token] = tokenizer.tokenize_weighted(text, slot.pad_token, brackets)
         return {slot.name: by_pad[slot.pad_token] for slot in self.slots}
 
-    def encode(self, text: str, square_brackets: bool | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def encode(self, text: str, square_brackets: bool | None = None, embeddings: EmbeddingLibrary | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``(context [1, 77·windows, C], pooled [1, P] or None)`` for ``text`` (see :meth:`tokenize`)."""
-        return self.encode_tokens(self.tokenize(text, square_brackets))
+        return self.encode_tokens(self.tokenize(text, square_brackets, embeddings))
 
     @torch.inference_mode()
     def encode_tokens(self, tokens: dict[str, Windows]) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -569,14 +586,24 @@ def _encode_windows(model: _TextTransformer, slot: EncoderSlot, windows: Windows
                     ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """One encoder's weighted context ``[1, 77·n, C]`` and first-window pooled output."""
     device = model.token_embedding_weight.device
-    ids = torch.tensor([[t for t, _ in w] for w in windows], dtype=torch.long)
+    vectors = [(i, j, t) for i, w in enumerate(windows) for j, (t, _) in enumerate(w) if isinstance(t, torch.Tensor)]
+    # An embedding's vector stands where a token id would; its id slot holds 0, which keeps the
+    # end token the highest id (the pooled state is read at the first end token).
+    ids = torch.tensor([[0 if isinstance(t, torch.Tensor) else t for t, _ in w] for w in windows], dtype=torch.long)
     weights = torch.tensor([[x for _, x in w] for w in windows], dtype=torch.float32)
     weighted = bool((weights != 1.0).any())
     n, length = ids.shape
     if weighted:
         empty = [START_TOKEN, END_TOKEN] + [slot.pad_token] * (length - 2)
         ids = torch.cat([ids, torch.tensor([empty])])
-    hidden, pooled = model(ids.to(device), layer, slot.norm_hidden, slot.pooled)
+    ids = ids.to(device)
+    token_embeds = None
+    if vectors:
+        table = model.token_embedding_weight
+        token_embeds = table[ids]
+        for i, j, t in vectors:
+            token_embeds[i, j] = t.to(device=device, dtype=table.dtype)
+    hidden, pooled = model(ids, layer, slot.norm_hidden, slot.pooled, token_embeds)
     hidden = hidden.float()
     z = hidden[:n]
     if weighted:

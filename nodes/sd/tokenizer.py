@@ -36,18 +36,21 @@ weighted pieces of :mod:`nodes.sd.prompt_weights` are tokenised one by one; each
 stay together in one window of ``start + 75 tokens + end`` unless the piece has 8 tokens or more, in
 which case it fills the current window and carries on in the next; the last window is closed
 with the end token and padded to 77 with the model's pad token (49407 for CLIP-L, 0 for OpenCLIP).
-``embedding:name`` (textual inversion) is not supported: it is tokenised as ordinary text. It
-still starts a new piece, as in ComfyUI, so windows split at the same places; ComfyUI would load the
-named embedding file instead (or, when no such file exists, drop the name with a warning).
+``embedding:name`` (textual inversion, :mod:`nodes.sd.embeddings`) starts a new piece, as in ComfyUI:
+given a lookup, the named file's vectors become the piece's tokens (tensors in place of ids) and
+any text after the name on that piece is tokenised as usual; a name with no file is left out and
+reported. Without a lookup the words are tokenised as ordinary text.
 """
 
 from __future__ import annotations
 
 import gzip
 import re
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 
+import torch
 from tokenizers import AddedToken, Regex, Tokenizer, normalizers, pre_tokenizers
 from tokenizers.models import BPE
 
@@ -66,6 +69,8 @@ BIG_PIECE = 8  # pieces with at least this many tokens may be split across windo
 _WORDS = (
     r"<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+"
 )
+Token = int | torch.Tensor  # a vocabulary id, or an embedding's vector
+EMBEDDING_PREFIX = "embedding:"
 _EMBEDDING_BREAK = re.compile(r"(?<=[ \n])(?=embedding:)")  # where ComfyUI starts a new piece
 
 
@@ -137,20 +142,51 @@ class ClipTokenizer:
         return raw.decode("utf-8", errors="replace").strip()
 
     def tokenize_weighted(self, text: str, pad_token: int, square_brackets: bool = True,
-                          max_length: int = CONTEXT_LENGTH) -> list[list[tuple[int, float]]]:
+                          max_length: int = CONTEXT_LENGTH,
+                          embeddings: Callable[[str], torch.Tensor | None] | None = None,
+                          missing: Callable[[str], None] | None = None) -> list[list[tuple[Token, float]]]:
         """``text`` as ComfyUI's windows of ``(token, weight)``: ``start + up to 75 + end``, the last
         window padded with ``pad_token`` to ``max_length``. Brackets weigh their tokens
-        (:func:`nodes.sd.prompt_weights.parse_prompt_weights`); special tokens weigh 1.0."""
-        pieces = []
+        (:func:`nodes.sd.prompt_weights.parse_prompt_weights`); special tokens weigh 1.0.
+
+        ``embeddings`` maps an ``embedding:name`` to its vectors ``[n, width]`` (None: no such file,
+        reported through ``missing``); each vector is then one token, a 1-D tensor.
+        """
+        pieces: list[list[tuple[Token, float]]] = []
         for segment, weight in parse_prompt_weights(text, square_brackets):
             for part in _EMBEDDING_BREAK.split(segment):
+                if embeddings is not None and part.startswith(EMBEDDING_PREFIX):
+                    name, vectors, part = _resolve_embedding(part[len(EMBEDDING_PREFIX):], embeddings)
+                    if vectors is None:
+                        if missing is not None and name:
+                            missing(name)
+                    elif len(vectors):
+                        pieces.append([(v, weight) for v in vectors])
                 if part:
                     pieces.append([(t, weight) for t in self.ids(part)])
         return pack_windows(pieces, pad_token, max_length)
 
 
-def pack_windows(pieces: list[list[tuple[int, float]]], pad_token: int,
-                 max_length: int = CONTEXT_LENGTH) -> list[list[tuple[int, float]]]:
+def _resolve_embedding(text: str, lookup: Callable[[str], torch.Tensor | None]
+                       ) -> tuple[str, torch.Tensor | None, str]:
+    """(name, its vectors or None, the text left to tokenise) for what follows ``embedding:``.
+
+    The name is the first word; if no file has it, its trailing commas are dropped and tried again,
+    the commas going back to the text (ComfyUI's rule)."""
+    words = text.split()
+    if not words:
+        return "", None, ""
+    name, rest = words[0], " ".join(words[1:])
+    vectors = lookup(name)
+    if vectors is None:
+        stripped = name.rstrip(",")
+        if stripped and len(stripped) < len(name):
+            return stripped, lookup(stripped), f"{name[len(stripped):]} {rest}"
+    return name, vectors, rest
+
+
+def pack_windows(pieces: list[list[tuple[Token, float]]], pad_token: int,
+                 max_length: int = CONTEXT_LENGTH) -> list[list[tuple[Token, float]]]:
     """Lay weighted token pieces into ``max_length`` windows by ComfyUI's rule (module docstring)."""
     window = [(START_TOKEN, 1.0)]
     windows = [window]

@@ -64,3 +64,24 @@ def test_conditioning_zero_out_zeros_context_and_pooled_and_keeps_other_options(
 def test_conditioning_nodes_reject_values_that_are_not_conditioning():
     with pytest.raises(ValueError, match="conditioning_2 is not a CONDITIONING value"):
         conditioning_combine(conditioning_1=[], conditioning_2=torch.zeros(3))
+
+
+def test_clip_text_encode_reads_embeddings_from_the_embeddings_folders_and_warns_of_missing_ones(
+        load, models_dir, tmp_path, caplog):
+    from safetensors.torch import save_file
+
+    from nodes.sd.tokenizer import get_tokenizer
+
+    _, clip, _ = load("sd1")
+    table = clip.models["l"].token_embedding_weight
+    (tmp_path / "embeddings").mkdir()
+    save_file({"emb_params": table[get_tokenizer().ids("red fox")].clone()},
+              str(tmp_path / "embeddings" / "redfox.safetensors"))
+    options = options_for(models_dir)
+    options.models_dirs = (tmp_path, models_dir)
+    with caplog.at_level("WARNING"):
+        got = clip_text_encode(clip=clip, text="a embedding:redfox in embedding:nosuch snow", ctx=FakeContext(options))
+    want = encode(load, models_dir, "sd1", "a red fox in snow")
+    torch.testing.assert_close(got[0][0], want[0][0], rtol=0, atol=1e-6)
+    warning = " ".join(r.getMessage() for r in caplog.records)
+    assert "no embedding file named nosuch" in warning and str(tmp_path / "embeddings") in warning
