@@ -9,6 +9,7 @@ progress stops at its next step.
 """
 from __future__ import annotations
 
+import threading
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -48,14 +49,14 @@ class _Worker(QObject):
         super().__init__()
         self.session = session
         self.graph = graph
-        self.stop_requested = False
+        self.stop = threading.Event()  # this run's own: a Stop before the run starts still counts
         self._last_progress: dict[str, float] = {}
 
     @Slot()
     def run(self) -> None:
         t0 = time.perf_counter()
         try:
-            result = self.session.run(self.graph, on_event=self._on_event, validate=False)
+            result = self.session.run(self.graph, on_event=self._on_event, validate=False, stop=self.stop)
             s = result.stats
             out = RunOutcome("finished", s.summary(), seconds=s.total_seconds,
                              executed=list(s.executed), cached=list(s.cached))
@@ -77,8 +78,6 @@ class _Worker(QObject):
         self.done.emit(out)
 
     def _on_event(self, e: Any) -> None:
-        if self.stop_requested:
-            self.session.interrupt()
         if isinstance(e, ev.RunStarted):
             self.event.emit(("started", None, list(e.node_ids)))
         elif isinstance(e, ev.NodeStarted):
@@ -171,8 +170,7 @@ class Runner(QObject):
     def stop(self) -> None:
         """Ask the run to stop (it ends with status "interrupted" at the next step)."""
         if self._worker is not None:
-            self._worker.stop_requested = True
-            self.session.interrupt()
+            self._worker.stop.set()
 
     def wait(self, ms: int = 30000) -> bool:
         """Block until the worker thread ends (shutdown and tests)."""

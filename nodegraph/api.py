@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import random
+import threading
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -97,11 +98,14 @@ class Session:
 
     def run(self, graph: Graph, *, on_event: Callbacks = None, outputs: Iterable[str] | None = None,
             validate: bool = True, out_dir: str | os.PathLike[str] | None = None,
-            options: RunOptions | None = None, advance: bool = False) -> RunResult:
+            options: RunOptions | None = None, advance: bool = False,
+            stop: threading.Event | None = None) -> RunResult:
         """Validate (errors raise GraphValidationError) and run. Raises NodeExecutionError naming
         the failed node, or Interrupted. ``outputs`` names nodes whose outputs you want back
         (default: the output nodes). ``advance=True`` applies each seed's "control after run"
-        once the run succeeded (:meth:`advance_controls`), as editors do."""
+        once the run succeeded (:meth:`advance_controls`), as editors do. ``stop``: an event of
+        yours that interrupts this run whenever it is set, also before the run starts (for runs
+        on another thread; :meth:`interrupt` stops the current run either way)."""
         opts = options or self.options
         if out_dir is not None:
             opts = RunOptions(opts.device, opts.dtype, Path(out_dir), opts.models_dirs, opts.extra)
@@ -109,7 +113,7 @@ class Session:
             bad = errors(_validate(graph, self.registry, opts))
             if bad:
                 raise GraphValidationError(bad)
-        result = self.executor.run(graph, outputs=outputs, on_event=on_event, options=opts)
+        result = self.executor.run(graph, outputs=outputs, on_event=on_event, options=opts, stop=stop)
         if advance:
             self.advance_controls(graph)
         return result

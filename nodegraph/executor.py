@@ -237,6 +237,7 @@ class Executor:
         self.cache = cache if cache is not None else shared_cache()
         self.options = options or RunOptions()
         self._stop = threading.Event()
+        self._current_stop: threading.Event | None = None
         self._lock = threading.Lock()
         # Plans by id(graph); a weak reference checks identity and drops the plan with the graph.
         self._plans: dict[int, tuple[weakref.ref[Graph], _Plan]] = {}
@@ -246,6 +247,9 @@ class Executor:
         """Ask the current run to stop: it raises Interrupted at the next ``ctx.progress()`` /
         ``ctx.check_interrupt()`` of a node, or before the next node starts."""
         self._stop.set()
+        current = self._current_stop
+        if current is not None:
+            current.set()
 
     # -- planning --------------------------------------------------------------------------
     def plan(self, graph: Graph, targets: Iterable[str] | None = None) -> list[str]:
@@ -390,19 +394,30 @@ class Executor:
 
     # -- running ---------------------------------------------------------------------------
     def run(self, graph: Graph, *, outputs: Iterable[str] | None = None,
-            on_event: Callbacks = None, options: RunOptions | None = None) -> RunResult:
+            on_event: Callbacks = None, options: RunOptions | None = None,
+            stop: threading.Event | None = None) -> RunResult:
         """Run what the output nodes (or the nodes named in ``outputs``) need.
 
         Raises GraphValidationError if the graph cannot be planned, NodeExecutionError naming the
         node that failed (nodes finished before it stay cached), Interrupted if interrupted.
         Validate first (:func:`nodegraph.validate.validate`) for the full list of problems.
+
+        ``stop``: an event of the caller's that interrupts this run when set, even if it was set
+        before the run began (a client that starts runs on another thread hands each run its own,
+        so a Stop can never be lost to the run's start). :meth:`interrupt` sets it too.
         """
         with self._lock:
-            self._stop.clear()
-            return self._run(graph, outputs, on_event, options or self.options)
+            if stop is None:
+                self._stop.clear()
+                stop = self._stop
+            self._current_stop = stop
+            try:
+                return self._run(graph, outputs, on_event, options or self.options, stop)
+            finally:
+                self._current_stop = None
 
     def _run(self, graph: Graph, targets: Iterable[str] | None, on_event: Callbacks,
-             options: RunOptions) -> RunResult:
+             options: RunOptions, stop: threading.Event) -> RunResult:
         t_start = time.perf_counter()
         emit = _make_emitter(on_event)
         plan = self._plan(graph, targets)
@@ -419,7 +434,6 @@ class Executor:
         sigs: dict[str, str] = {}
         ui: dict[str, dict[str, Any]] = {}
         cache = self.cache
-        stop = self._stop
         perf = time.perf_counter
         try:
             stopped = stop.is_set

@@ -283,6 +283,34 @@ def test_interrupted_work_is_not_cached_and_the_next_run_starts_fresh(executor, 
     assert result.stats.executed == ["1", "2"]
 
 
+def test_a_stop_event_set_before_the_run_starts_still_stops_it(executor, calls):
+    """A client that starts runs on another thread hands each its own event: a Stop that lands
+    before the run begins is not wiped out by the run's start (as executor.interrupt() would be)."""
+    g = Graph()
+    sinked(g, g.add_node("Steps", {"steps": 3}))
+    stop = threading.Event()
+    stop.set()
+    with pytest.raises(Interrupted):
+        executor.run(g, stop=stop)
+    assert calls["Steps"] == 0 and stop.is_set()
+    result = executor.run(g, stop=threading.Event())  # a fresh event: runs normally
+    assert result.stats.executed == ["1", "2"]
+
+
+def test_interrupt_also_stops_a_run_given_its_own_stop_event(executor, calls):
+    g = Graph()
+    sinked(g, g.add_node("Steps", {"steps": 100}))
+    stop = threading.Event()
+
+    def at_2(e):
+        if isinstance(e, Progress) and e.step == 2:
+            executor.interrupt()
+
+    with pytest.raises(Interrupted):
+        executor.run(g, on_event=at_2, stop=stop)
+    assert stop.is_set()
+
+
 def test_a_callback_raising_interrupted_stops_the_run(executor):
     g = Graph()
     sinked(g, g.add_node("Steps", {"steps": 10}))

@@ -63,6 +63,17 @@ def test_stop_interrupts_a_running_node_within_a_step(make_window, qtbot):
     assert win.act_run.isEnabled() and not win.act_stop.isEnabled()
 
 
+def test_stop_right_after_run_is_never_lost_to_the_worker_starting(make_window, qtbot):
+    g = image_graph()
+    g.nodes["2"].params.update(steps=2000, delay=0.01)
+    win = make_window(g)
+    for _ in range(3):
+        with qtbot.waitSignal(win.runner.run_finished, timeout=5000) as blocker:
+            assert win.run()
+            win.stop()  # before the worker thread has begun the run
+        assert blocker.args[0].status == "interrupted"
+
+
 def test_progress_shows_on_the_node_with_its_preview(make_window, qtbot):
     g = image_graph()
     g.nodes["2"].params.update(steps=400, delay=0.01)
