@@ -1,4 +1,5 @@
-"""Loader nodes: CheckpointLoaderSimple, VAELoader, CLIPSetLastLayer (ComfyUI's names and params).
+"""Loader nodes: CheckpointLoaderSimple, VAELoader, CLIPSetLastLayer, LoraLoader, LoraLoaderModelOnly
+(ComfyUI's names and params).
 
 Model files are found in the run's model folders (``--models``, ``NODEGRAPH_MODELS``, the user's
 folders; see nodes/folders.py) and loaded once through nodes/sd/memory.py's ModelManager, in the
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from nodegraph import Int, RunContext, node
+from nodegraph import Float, Int, RunContext, node
 
 from .runtime import dtype_choice, find_model, manager, model_fingerprint, model_param
 
@@ -70,4 +71,71 @@ def clip_set_last_layer(clip: Any, stop_at_clip_layer: int) -> Any:
     return clip.with_last_layer(stop_at_clip_layer)
 
 
-NODES = [checkpoint_loader_simple, vae_loader, clip_set_last_layer]
+def _strength(name: str, what: str):
+    return Float(name, 1.0, min=-100.0, max=100.0, step=0.01,
+                 description=f"how strongly the LoRA changes the {what} (0: not at all, negative: the opposite way)")
+
+
+def _apply_lora(model: Any, clip: Any, lora_name: str, strength_model: float, strength_clip: float,
+                ctx: RunContext) -> tuple[Any, Any]:
+    from nodes.sd import lora as lora_module
+
+    path = find_model(ctx.options, "loras", lora_name)
+    lora = lora_module.read_lora(path)
+    layers = lora_module.layer_names(lora)
+    other = lora_module.unsupported_kinds(lora)
+    if other:
+        raise lora_module.LoraError(f"{path}: a LyCORIS/DoRA file ({', '.join(other)} weights), which NodeGraph "
+                                    "does not apply; only plain LoRA (lora_down/lora_up/alpha) is supported")
+    if not layers:
+        raise lora_module.LoraError(f"{path}: no LoRA layers (keys ending in .lora_down.weight) in this file; "
+                                    "it is not a LoRA in the kohya/A1111 format")
+    applied: list[str] = []
+    if model is not None and strength_model != 0:
+        model, done = lora_module.apply_to_model(model, lora, strength_model, path)
+        applied += done
+    if clip is not None and strength_clip != 0:
+        clip, done = lora_module.apply_to_text_encoder(clip, lora, strength_clip, path)
+        applied += done
+    skipped = [name for name in layers if name not in set(applied)]
+    wanted = [n for n in layers if (strength_model != 0 and n.startswith("lora_unet_"))
+              or (strength_clip != 0 and clip is not None and n.startswith("lora_te"))]
+    if wanted and not applied:
+        raise lora_module.LoraError(f"{path}: none of its {len(layers)} layers fit this model (first: "
+                                    f"{', '.join(layers[:3])}); it was made for another model family")
+    lost = [n for n in skipped if n in wanted]
+    if lost:
+        ctx.log.warning("node %s: %d of the LoRA's %d layers do not fit this model and were not applied: %s",
+                        ctx.node_id, len(lost), len(layers), ", ".join(lost[:5]) + (", ..." if len(lost) > 5 else ""))
+    ctx.ui["lora"] = {"file": str(path), "layers": len(layers), "applied": len(applied)}
+    return model, clip
+
+
+@node("LoraLoader", display_name="Load LoRA", category="loaders",
+      inputs={"model": "MODEL", "clip": "CLIP"},
+      params=[model_param("lora_name", "loras", "LoRA"), _strength("strength_model", "diffusion model"),
+              _strength("strength_clip", "text encoder")],
+      outputs={"MODEL": "MODEL", "CLIP": "CLIP"},
+      fingerprint=model_fingerprint("loras", "lora_name"))
+def lora_loader(model: Any, clip: Any, lora_name: str, strength_model: float, strength_clip: float,
+                ctx: RunContext) -> tuple[Any, Any]:
+    """Apply a LoRA (kohya/A1111 ``.safetensors``) to a diffusion model and its text encoder.
+
+    The outputs are copies: the loaded checkpoint stays as it is for every other node using it, and
+    only the weights the LoRA changes take extra memory. Layers that do not fit the model are
+    reported in the log; a LoRA none of whose layers fit (made for another family) is an error.
+    """
+    return _apply_lora(model, clip, lora_name, strength_model, strength_clip, ctx)
+
+
+@node("LoraLoaderModelOnly", display_name="Load LoRA (model only)", category="loaders",
+      inputs={"model": "MODEL"},
+      params=[model_param("lora_name", "loras", "LoRA"), _strength("strength_model", "diffusion model")],
+      outputs={"MODEL": "MODEL"},
+      fingerprint=model_fingerprint("loras", "lora_name"))
+def lora_loader_model_only(model: Any, lora_name: str, strength_model: float, ctx: RunContext) -> Any:
+    """Apply a LoRA's diffusion-model layers only (its text-encoder layers are ignored)."""
+    return _apply_lora(model, None, lora_name, strength_model, 0.0, ctx)[0]
+
+
+NODES = [checkpoint_loader_simple, vae_loader, clip_set_last_layer, lora_loader, lora_loader_model_only]

@@ -175,3 +175,38 @@ def write_random_vae(path: str | os.PathLike, *, tiny: bool = True, dtype: torch
     """Write a standalone VAE file (keys like ``encoder.conv_in.weight``, as ``vae-ft-mse-840000``)."""
     model = random_vae(vae.tiny_config() if tiny else vae.full_config(), seed, dtype)
     return save_safetensors(path, {prefix + k: v for k, v in model.state_dict().items()})
+
+
+def write_random_lora(path: str | os.PathLike, family: str, *, seed: int = 0, rank: int = 4,
+                      scale: float = 0.05) -> Path:
+    """Write a random kohya-format LoRA for the tiny ``family`` checkpoints of
+    :func:`write_random_checkpoint`: every U-Net weight under
+    its diffusers name (as SD1.5 LoRAs name them), every text-encoder attention/MLP weight under
+    transformers' CLIP names (``lora_te_`` / ``lora_te1_`` / ``lora_te2_``); ``alpha`` = rank / 2."""
+    from nodes.sd import lora as lora_module
+    from nodes.sd.build import on_meta
+
+    text_sd = text_encoders.text_encoder_state_dicts(family, tiny=True)
+    unet_model = on_meta(lambda: unet.UNetModel(tiny_unet_config(family, text_sd)))
+    targets: dict[str, tuple[int, ...]] = {}
+    params = dict(unet_model.named_parameters())
+    for name, param in params.items():
+        if name.endswith(".weight") and param.dim() >= 2:
+            diffusers = lora_module.diffusers_unet_name(name[: -len(".weight")], unet_model.config)
+            if diffusers is not None:
+                targets["lora_unet_" + diffusers.replace(".", "_")] = tuple(param.shape)
+    encoder = text_encoders.build_text_encoder(family, text_sd)
+    for slot, prefix in lora_module.TEXT_PREFIXES[family].items():
+        model = encoder.models[slot]
+        weights = dict(model.named_parameters())
+        for key, target in lora_module.text_targets(model, prefix).items():
+            shape = tuple(weights[target.param].shape)
+            targets[key] = (shape[1], shape[1]) if target.rows else shape
+    g = torch.Generator().manual_seed(seed)
+    tensors: dict[str, torch.Tensor] = {}
+    for key, shape in sorted(targets.items()):
+        out_ch, in_ch, *kernel = shape
+        tensors[key + ".lora_down.weight"] = torch.randn(rank, in_ch, *kernel, generator=g) * scale
+        tensors[key + ".lora_up.weight"] = torch.randn(out_ch, rank, *[1] * len(kernel), generator=g) * scale
+        tensors[key + ".alpha"] = torch.tensor(rank / 2)
+    return save_safetensors(path, tensors)

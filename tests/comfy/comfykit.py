@@ -16,7 +16,9 @@ CHECKPOINTS = {
     "DreamShaper_8_pruned.safetensors": "sd1",
     "sd_xl_base_1.0.safetensors": "sdxl",
     "sd_xl_refiner_1.0.safetensors": "sdxl_refiner",
+    "dreamshaper_8.safetensors": "sd1",  # the LoRA templates' checkpoint
 }
+LORAS = ("blindbox_v1_mix.safetensors", "MoXinV1.safetensors")  # the LoRA templates' LoRAs
 ESRGAN_4X = "RealESRGAN_x4plus.safetensors"
 INPUT_IMAGE = "image2image_input_image.jpg"
 

@@ -30,6 +30,8 @@ CLASSIC = {
     "esrgan_example": (["5.width=64", "5.height=64", "3.steps=1"], {"9": (256, 256)}),
     "latent_upscale_different_prompt_model": (["5.width=64", "5.height=64", "3.steps=1", "32.steps=2"],
                                               {"10": (64, 64), "12": (96, 96)}),
+    "lora": (["5.width=64", "5.height=64", "3.steps=1"], {"9": (64, 64)}),
+    "lora_multiple": (["5.width=64", "5.height=64", "3.steps=1"], {"9": (64, 64)}),
     "sdxl_simple_example": (["5.width=64", "5.height=64", "10.steps=2", "10.end_at_step=1", "11.steps=2",
                              "11.start_at_step=1"], {"19": (64, 64)}),
     "sdxl_refiner_prompt_example": (["5.width=64", "5.height=64", "10.steps=2", "10.end_at_step=1",
