@@ -119,7 +119,7 @@ def _apply_lora(model: Any, clip: Any, lora_name: str, strength_model: float, st
       fingerprint=model_fingerprint("loras", "lora_name"))
 def lora_loader(model: Any, clip: Any, lora_name: str, strength_model: float, strength_clip: float,
                 ctx: RunContext) -> tuple[Any, Any]:
-    """Apply a LoRA (kohya/A1111 ``.safetensors``) to a diffusion model and its text encoder.
+    """Apply a LoRA (kohya/A1111 format, .safetensors) to a diffusion model and its text encoder.
 
     The outputs are copies: the loaded checkpoint stays as it is for every other node using it, and
     only the weights the LoRA changes take extra memory. Layers that do not fit the model are
