@@ -13,6 +13,9 @@ CLIP-L, ``lora_te2_`` for OpenCLIP-G):
   on an OpenCLIP encoder, ``q/k/v_proj`` are the thirds of ``attn.in_proj_weight``, ``out_proj`` is
   ``attn.out_proj``, ``mlp.fc1``/``fc2`` are ``mlp.c_fc``/``c_proj``.
 
+Files trained with diffusers or PEFT (``unet.<path>.lora.down.weight``, ``lora_A``/``lora_B``,
+``text_encoder``/``text_encoder_2``) are renamed to kohya names on reading (:func:`kohya_names`).
+
 Patching never touches the loaded model: :func:`patched_module` returns a copy of the module tree
 that shares every unchanged tensor with the original and owns new tensors only for the adapted
 weights.
@@ -131,10 +134,43 @@ def text_targets(model: nn.Module, prefix: str) -> dict[str, Target]:
 
 # --------------------------------------------------------------------------------------- reading
 def read_lora(path: str | Path) -> dict[str, torch.Tensor]:
-    """A LoRA file's tensors (safetensors, or a weights-only pickle); CheckpointError if unreadable."""
+    """A LoRA file's tensors (safetensors, or a weights-only pickle) under kohya names
+    (:func:`kohya_names`); CheckpointError if unreadable."""
     from nodes.sd.checkpoint import read_state_dict
 
-    return read_state_dict(path)[0]
+    return kohya_names(read_state_dict(path)[0])
+
+
+_DIFFUSERS_KEY = re.compile(r"(unet|text_encoder|text_encoder_2)\.(.+?)(?:\.processor\.(to_q|to_k|to_v|to_out)_|\.)"
+                            r"(lora\.down|lora\.up|lora_A|lora_B)\.weight")
+_DIFFUSERS_ALPHA = re.compile(r"(unet|text_encoder|text_encoder_2)\.(.+)\.alpha")
+_KOHYA_PREFIX = {"unet": "lora_unet_", "text_encoder": "lora_te1_", "text_encoder_2": "lora_te2_"}
+_KOHYA_PART = {"lora.down": "lora_down", "lora_A": "lora_down", "lora.up": "lora_up", "lora_B": "lora_up"}
+
+
+def kohya_names(lora: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``lora`` with diffusers-trained names rewritten the kohya way; kohya names pass unchanged.
+
+    diffusers writes ``unet.<module path>.lora.down.weight`` (or PEFT's ``lora_A``/``lora_B``), older
+    versions ``<attention>.processor.to_q_lora.down.weight``, and ``text_encoder``/``text_encoder_2``
+    for the text encoders (read as ``lora_te1_``/``lora_te2_``: the first is SD1/SD2's only encoder).
+    """
+    out: dict[str, torch.Tensor] = {}
+    for key, value in lora.items():
+        match = _DIFFUSERS_KEY.fullmatch(key)
+        alpha = None if match else _DIFFUSERS_ALPHA.fullmatch(key)
+        found = match or alpha
+        if not found:
+            out[key] = value
+            continue
+        component, module = found[1], found[2]
+        if match and match[3]:  # <attention>.processor.to_q_lora.down.weight
+            module += f".{match[3]}" + (".0" if match[3] == "to_out" else "")
+        if component != "unet" and not module.startswith("text_model."):
+            module = "text_model." + module  # transformers >= 5.6 dropped this level; kohya names keep it
+        name = _KOHYA_PREFIX[component] + module.replace(".", "_")
+        out[f"{name}.{_KOHYA_PART[match[4]]}.weight" if match else f"{name}.alpha"] = value
+    return out
 
 
 def layer_names(lora: dict[str, torch.Tensor]) -> list[str]:
@@ -202,8 +238,9 @@ def patched_module(module: nn.Module, lora: dict[str, torch.Tensor], targets: di
 
 
 # --------------------------------------------------------------------------- model-level helpers
-TEXT_PREFIXES = {"sd1": {"l": "lora_te_"}, "sd2": {"h": "lora_te_"}, "sdxl": {"l": "lora_te1_", "g": "lora_te2_"},
-                 "sdxl_refiner": {"g": "lora_te_"}}
+# Per family: encoder slot → the kohya prefixes of its layers (diffusers' "text_encoder" reads as lora_te1_).
+TEXT_PREFIXES = {"sd1": {"l": ("lora_te_", "lora_te1_")}, "sd2": {"h": ("lora_te_", "lora_te1_")},
+                 "sdxl": {"l": ("lora_te1_",), "g": ("lora_te2_",)}, "sdxl_refiner": {"g": ("lora_te_", "lora_te1_")}}
 
 
 def apply_to_model(model, lora: dict[str, torch.Tensor], strength: float, path: Path):
@@ -217,9 +254,10 @@ def apply_to_model(model, lora: dict[str, torch.Tensor], strength: float, path: 
 def apply_to_text_encoder(encoder, lora: dict[str, torch.Tensor], strength: float, path: Path):
     """A copy of an ``SDTextEncoder`` whose encoders carry the LoRA; (copy, layers applied)."""
     models, applied = dict(encoder.models), []
-    for slot, prefix in TEXT_PREFIXES.get(encoder.family, {}).items():
+    for slot, prefixes in TEXT_PREFIXES.get(encoder.family, {}).items():
         if slot in models:
-            models[slot], done = patched_module(models[slot], lora, text_targets(models[slot], prefix), strength, path)
+            targets = {k: v for prefix in prefixes for k, v in text_targets(models[slot], prefix).items()}
+            models[slot], done = patched_module(models[slot], lora, targets, strength, path)
             applied += done
     clone = copy.copy(encoder)
     clone.models = models

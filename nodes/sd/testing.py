@@ -196,7 +196,7 @@ def write_random_lora(path: str | os.PathLike, family: str, *, seed: int = 0, ra
             if diffusers is not None:
                 targets["lora_unet_" + diffusers.replace(".", "_")] = tuple(param.shape)
     encoder = text_encoders.build_text_encoder(family, text_sd)
-    for slot, prefix in lora_module.TEXT_PREFIXES[family].items():
+    for slot, (prefix, *_) in lora_module.TEXT_PREFIXES[family].items():
         model = encoder.models[slot]
         weights = dict(model.named_parameters())
         for key, target in lora_module.text_targets(model, prefix).items():

@@ -153,3 +153,57 @@ def test_a_layer_of_another_shape_is_an_error_naming_the_file_and_layer():
     lora = {key + ".lora_down.weight": torch.zeros(2, 9, 3, 3), key + ".lora_up.weight": torch.zeros(32, 2, 1, 1)}
     with pytest.raises(LoraError, match=r"test\.safetensors: layer lora_unet_input_blocks_0_0 .* another model"):
         apply_to_model(DiffusionModel.for_family(unet, "sd1"), lora, 1.0, PATH)
+
+
+def diffusers_style(lora: dict[str, torch.Tensor], peft: bool, paths: dict[str, str]) -> dict[str, torch.Tensor]:
+    """A kohya LoRA renamed the way diffusers writes one (``unet.<path>.lora.down.weight``, or PEFT's
+    ``lora_A``/``lora_B``; ``text_encoder.<path>``); ``paths`` turns a kohya layer back into its module path."""
+    out = {}
+    for key, value in lora.items():
+        layer, _, part = key.partition(".")
+        component, path = next((c, layer[len(p):]) for p, c in (("lora_unet_", "unet"), ("lora_te_", "text_encoder"))
+                               if layer.startswith(p))
+        dotted = paths[path]
+        name = {"lora_down.weight": "lora_A.weight" if peft else "lora.down.weight",
+                "lora_up.weight": "lora_B.weight" if peft else "lora.up.weight", "alpha": "alpha"}[part]
+        out[f"{component}.{dotted}.{name}"] = value
+    return out
+
+
+@pytest.mark.parametrize("peft", [False, True], ids=["diffusers", "peft"])
+@torch.no_grad()
+def test_diffusers_and_peft_named_loras_land_where_the_kohya_names_do(peft):
+    from nodes.sd.lora import kohya_names
+
+    unet = random_unet(tiny_config("sd1"), seed=14)
+    ref = diffusers_twin(unet)
+    sd = text_encoder_state_dicts("sd1", width=WIDTH, seed=15)
+    enc, ref_l = build_text_encoder("sd1", sd), ref_clip_l(sd)
+    kohya = random_lora(dict(ref.named_modules()), "lora_unet_", seed=16)
+    kohya |= random_lora(hf_modules(ref_l), "lora_te_", seed=17)
+    paths = {p.replace(".", "_"): p for p in list(dict(ref.named_modules())) + list(hf_modules(ref_l))}
+    renamed = kohya_names(diffusers_style(kohya, peft, paths))
+    a, applied_a = apply_to_model(DiffusionModel.for_family(unet, "sd1"), kohya, 1.0, PATH)
+    b, applied_b = apply_to_model(DiffusionModel.for_family(unet, "sd1"), renamed, 1.0, PATH)
+    assert len(applied_a) == len(applied_b) > 0
+    for (name, pa), (_, pb) in zip(a.unet.named_parameters(), b.unet.named_parameters()):
+        assert torch.equal(pa, pb), name
+    ta, done_a = apply_to_text_encoder(enc, kohya, 1.0, PATH)
+    tb, done_b = apply_to_text_encoder(enc, renamed, 1.0, PATH)  # text_encoder.* reads as lora_te1_
+    assert len(done_a) == len(done_b) > 0
+    for (name, pa), (_, pb) in zip(ta.models["l"].named_parameters(), tb.models["l"].named_parameters()):
+        assert torch.equal(pa, pb), name
+
+
+def test_old_diffusers_attention_processor_names_are_read():
+    from nodes.sd.lora import kohya_names
+
+    t = torch.zeros(1)
+    got = kohya_names({"unet.mid_block.attentions.0.transformer_blocks.0.attn2.processor.to_out_lora.down.weight": t,
+                       "unet.up_blocks.1.attentions.2.transformer_blocks.0.attn1.processor.to_k_lora.up.weight": t,
+                       "text_encoder_2.text_model.encoder.layers.3.mlp.fc2.lora_B.weight": t,
+                       "lora_unet_conv_in.alpha": t})
+    assert set(got) == {"lora_unet_mid_block_attentions_0_transformer_blocks_0_attn2_to_out_0.lora_down.weight",
+                        "lora_unet_up_blocks_1_attentions_2_transformer_blocks_0_attn1_to_k.lora_up.weight",
+                        "lora_te2_text_model_encoder_layers_3_mlp_fc2.lora_up.weight",
+                        "lora_unet_conv_in.alpha"}
