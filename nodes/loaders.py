@@ -88,8 +88,8 @@ def _apply_lora(model: Any, clip: Any, lora_name: str, strength_model: float, st
         raise lora_module.LoraError(f"{path}: a LyCORIS/DoRA file ({', '.join(other)} weights), which NodeGraph "
                                     "does not apply; only plain LoRA (lora_down/lora_up/alpha) is supported")
     if not layers:
-        raise lora_module.LoraError(f"{path}: no LoRA layers (keys ending in .lora_down.weight) in this file; "
-                                    "it is not a LoRA in the kohya/A1111 format")
+        raise lora_module.LoraError(f"{path}: no LoRA layers (lora_down/lora_up weights) in this file; it is "
+                                    "not a LoRA, or one in a format NodeGraph does not read")
     applied: list[str] = []
     if model is not None and strength_model != 0:
         model, done = lora_module.apply_to_model(model, lora, strength_model, path)
@@ -97,13 +97,12 @@ def _apply_lora(model: Any, clip: Any, lora_name: str, strength_model: float, st
     if clip is not None and strength_clip != 0:
         clip, done = lora_module.apply_to_text_encoder(clip, lora, strength_clip, path)
         applied += done
-    skipped = [name for name in layers if name not in set(applied)]
-    wanted = [n for n in layers if (strength_model != 0 and n.startswith("lora_unet_"))
-              or (strength_clip != 0 and clip is not None and n.startswith("lora_te"))]
+    wanted = {n for n in layers if (strength_model != 0 and n.startswith("lora_unet_"))
+              or (strength_clip != 0 and clip is not None and n.startswith("lora_te"))}
     if wanted and not applied:
         raise lora_module.LoraError(f"{path}: none of its {len(layers)} layers fit this model (first: "
                                     f"{', '.join(layers[:3])}); it was made for another model family")
-    lost = [n for n in skipped if n in wanted]
+    lost = sorted(wanted - set(applied))
     if lost:
         ctx.log.warning("node %s: %d of the LoRA's %d layers do not fit this model and were not applied: %s",
                         ctx.node_id, len(lost), len(layers), ", ".join(lost[:5]) + (", ..." if len(lost) > 5 else ""))

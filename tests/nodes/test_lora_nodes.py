@@ -83,3 +83,18 @@ def test_dora_and_lycoris_files_are_refused_rather_than_half_applied(load, ctx, 
     with pytest.raises(LoraError, match=r"dora\.safetensors: a LyCORIS/DoRA file \(dora_scale weights\)"):
         lora_loader(model=model, clip=clip, lora_name="dora.safetensors", strength_model=1.0, strength_clip=1.0,
                     ctx=ctx)
+
+
+def test_layers_that_fit_nothing_are_named_in_the_log_and_the_rest_applies(load, ctx, tmp_path, caplog):
+    from safetensors.torch import load_file, save_file
+
+    tensors = load_file(str(tmp_path / "loras" / "style.safetensors"))
+    tensors["lora_unet_no_such_block.lora_down.weight"] = torch.zeros(4, 8)
+    tensors["lora_unet_no_such_block.lora_up.weight"] = torch.zeros(8, 4)
+    save_file(tensors, str(tmp_path / "loras" / "extra.safetensors"))
+    model, clip, _ = load("sd1")
+    with caplog.at_level("WARNING"):
+        lora_loader(model=model, clip=clip, lora_name="extra.safetensors", strength_model=1.0, strength_clip=1.0,
+                    ctx=ctx)
+    assert ctx.ui["lora"]["applied"] == ctx.ui["lora"]["layers"] - 1
+    assert "1 of the LoRA's" in caplog.text and "lora_unet_no_such_block" in caplog.text
