@@ -210,11 +210,14 @@ def patched_module(module: nn.Module, lora: dict[str, torch.Tensor], targets: di
                    strength: float, path: Path) -> tuple[nn.Module, list[str]]:
     """A copy of ``module`` with the LoRA layers found in ``targets`` added at ``strength``.
 
-    Returns (the copy, the LoRA layers it applied). The copy shares every tensor it does not change
-    with ``module``; ``module`` itself is never modified.
+    Returns (the copy, the LoRA layers it applied). The copy shares the memory of every tensor it does
+    not change with ``module`` but has Parameter objects of its own: moving one of the two to another
+    device (``Module.to`` swaps each Parameter's data in place) never moves the other's weights.
+    ``module`` itself is never modified.
     """
-    shared = {id(t): t for t in list(module.parameters()) + list(module.buffers())}
-    clone = copy.deepcopy(module, memo=dict(shared))
+    memo: dict[int, object] = {id(b): b for b in module.buffers()}
+    memo.update((id(p), nn.Parameter(p.detach(), requires_grad=False)) for p in module.parameters())
+    clone = copy.deepcopy(module, memo=memo)
     applied = []
     new: dict[str, torch.Tensor] = {}
     params = dict(clone.named_parameters())

@@ -98,3 +98,14 @@ def test_layers_that_fit_nothing_are_named_in_the_log_and_the_rest_applies(load,
                     ctx=ctx)
     assert ctx.ui["lora"]["applied"] == ctx.ui["lora"]["layers"] - 1
     assert "1 of the LoRA's" in caplog.text and "lora_unet_no_such_block" in caplog.text
+
+
+def test_moving_the_lora_copy_never_moves_the_loaded_models_weights(load, ctx):
+    """Module.to swaps each Parameter's data in place: a copy sharing Parameter objects would drag the
+    loaded model along (and a memory manager offloading one would break the other)."""
+    model, clip, _ = load("sd1")
+    patched, _ = lora_loader(model=model, clip=clip, lora_name="style.safetensors", strength_model=1.0,
+                             strength_clip=0.0, ctx=ctx)
+    patched.unet.to(torch.float64)  # stands in for a device move, which this machine cannot do
+    assert {p.dtype for p in model.unet.parameters()} == {torch.float32}
+    assert {p.dtype for p in patched.unet.parameters()} == {torch.float64}
