@@ -34,7 +34,7 @@ def clip_text_encode(clip: Any, text: str, ctx: RunContext) -> list:
 
     if clip is None:
         raise ValueError(NO_CLIP)
-    library = EmbeddingLibrary(folders_for(ctx.options.models_dirs).folders("embeddings"))
+    library = EmbeddingLibrary(folders_for(ctx.options.models_dirs))
     with on_device(ctx.options, *clip.models.values()):
         context, pooled = clip.encode(text, embeddings=library)
     if library.missing:

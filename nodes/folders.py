@@ -299,6 +299,24 @@ class ModelFolders:
         raise ModelNotFound(category, str(name), folders, _closest_first(str(name), found), hint)
 
 
+    def find_anywhere(self, category: str, name: str, suffixes: Sequence[str] = ()) -> Path | None:
+        """The file of ``category`` named ``name`` or ``name`` + one of ``suffixes``, directly in one of
+        its folders or in any sub-folder (how ComfyUI looks up embeddings), or None. The shallowest
+        match wins, then the folder order; a name that could point outside the folders finds nothing."""
+        rel = _safe_relative_name(category, name)
+        if rel is None:
+            return None
+        wanted = [rel, *(rel + suffix for suffix in suffixes)]
+        best: tuple[tuple[int, int], Path] | None = None
+        for found, path in self._listing(category).files.items():
+            for i, want in enumerate(wanted):
+                if found == want or found.endswith("/" + want):
+                    rank = (found.count("/") - want.count("/"), i)
+                    if best is None or rank < best[0]:
+                        best = (rank, path)
+        return None if best is None else best[1]
+
+
 def _check_category(category: str) -> None:
     if not category or "/" in category or "\\" in category or category in (".", ".."):
         raise ValueError(f"model category {category!r} is not a folder name (e.g. 'checkpoints').")

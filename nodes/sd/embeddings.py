@@ -4,8 +4,9 @@ An embedding file holds one or more learned token vectors. Where a prompt says `
 those vectors take the place of word tokens (they get the weight of the bracket they sit in, and
 form one piece of the 77-token windows, see :mod:`nodes.sd.tokenizer`). As in ComfyUI:
 
-- ``name`` is looked up in every folder of the ``embeddings`` model category and their sub-folders,
-  as given or with ``.safetensors``, ``.pt`` or ``.bin`` appended; a name cannot leave the folder.
+- ``name`` is looked up in every folder of the ``embeddings`` model category and their sub-folders
+  (the shallowest match first), as given or with ``.safetensors``, ``.pt`` or ``.bin`` appended; a
+  name cannot leave the folders.
 - The name ends at the first whitespace; when no file has that name, trailing commas are stripped
   and tried again (``embedding:bad_hands, blurry``), and the commas stay in the prompt as text.
 - Which tensor of the file is used: A1111's ``string_to_param`` entry; else the entry named after
@@ -20,13 +21,15 @@ not a skipped word.
 """
 from __future__ import annotations
 
-import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
+from nodes.folders import ModelFolders
+
+CATEGORY = "embeddings"
 PREFIX = "embedding:"
 SUFFIXES = (".safetensors", ".pt", ".bin")
 ENCODER_KEYS = {"l": "clip_l", "g": "clip_g", "h": "clip_h"}  # encoder slot → key in SDXL-style files
@@ -36,50 +39,30 @@ class EmbeddingError(ValueError):
     """An embedding file that exists but cannot be used; the message names the file."""
 
 
-def _candidates(folders: Sequence[Path]) -> list[Path]:
-    """Each folder, then its sub-folders (sorted, links followed), without repeats."""
-    seen: set[str] = set()
-    out: list[Path] = []
-    for folder in folders:
-        if not Path(folder).is_dir():
-            continue
-        for root, dirs, _ in os.walk(folder, followlinks=True):
-            dirs.sort()
-            key = os.path.normcase(os.path.realpath(root))
-            if key not in seen:
-                seen.add(key)
-                out.append(Path(root))
-    return out
-
-
-def find_embedding(name: str, folders: Sequence[Path]) -> Path | None:
-    """The file ``name`` refers to in ``folders`` (see the module docstring), or None."""
-    if not name:
-        return None
-    for folder in _candidates(folders):
-        base = os.path.abspath(folder)
-        path = os.path.abspath(os.path.join(base, name))
-        if os.path.commonpath((base, path)) != base:
-            continue  # "../x" and absolute names stay out
-        if os.path.isfile(path):
-            return Path(path)
-        for suffix in SUFFIXES:
-            if os.path.isfile(path + suffix):
-                return Path(path + suffix)
-    return None
+def find_embedding(name: str, models: ModelFolders) -> Path | None:
+    """The file ``name`` refers to in the ``embeddings`` folders (see the module docstring), or None."""
+    return models.find_anywhere(CATEGORY, name, SUFFIXES)
 
 
 def read_embedding(path: Path, key: str | None) -> torch.Tensor:
     """The vectors ``[n, width]`` (float32) that ``path`` holds for the encoder ``key``."""
+    return select_vectors(load_embedding_file(path), key, path)
+
+
+def load_embedding_file(path: Path) -> object:
+    """What an embedding file holds (a dict of tensors, or A1111's nested dict); EmbeddingError if unreadable."""
     from nodes.sd.checkpoint import CheckpointError, load_pickle, read_state_dict
 
     try:
         if path.suffix.lower() == ".safetensors":
-            data: object = read_state_dict(path)[0]
-        else:
-            data = load_pickle(path)
+            return read_state_dict(path)[0]
+        return load_pickle(path)
     except CheckpointError as exc:
         raise EmbeddingError(f"embedding {exc}") from None
+
+
+def select_vectors(data: object, key: str | None, path: Path) -> torch.Tensor:
+    """The vectors ``[n, width]`` (float32, a copy) that a file's contents hold for the encoder ``key``."""
     tensor = None
     if isinstance(data, dict):
         params = data.get("string_to_param")
@@ -99,33 +82,39 @@ def read_embedding(path: Path, key: str | None) -> torch.Tensor:
 
 
 class EmbeddingLibrary:
-    """Embeddings found in ``folders``, read once per file version, and what went missing.
+    """Embeddings found in the ``embeddings`` model folders, read once per file version, and what a
+    prompt named that went missing.
 
     :meth:`lookup` gives the tokenizer one encoder's view; ``missing`` and ``mismatched`` collect the
     names a prompt used that were left out, for the caller to report.
     """
 
-    def __init__(self, folders: Sequence[str | os.PathLike[str]]):
-        self.folders = [Path(f) for f in folders]
+    def __init__(self, models: ModelFolders):
+        self.models = models
         self.missing: list[str] = []
         self.mismatched: list[str] = []
-        self._cache: dict[tuple[str, str | None], tuple[float, torch.Tensor]] = {}
+        self._files: dict[str, tuple[int, object]] = {}  # path -> (st_mtime_ns, contents)
         self._lock = threading.Lock()
 
+    @property
+    def folders(self) -> list[Path]:
+        """The ``embeddings`` folders searched, in order."""
+        return self.models.folders(CATEGORY)
+
     def vectors(self, name: str, key: str | None) -> torch.Tensor | None:
-        """The vectors of ``name`` for encoder ``key``, or None when no file has that name."""
-        path = find_embedding(name, self.folders)
+        """The vectors of ``name`` for encoder ``key``, or None when no file has that name. Each file
+        is read once per version, whichever encoders (SDXL: two) take vectors from it."""
+        path = find_embedding(name, self.models)
         if path is None:
             return None
-        stamp = path.stat().st_mtime
+        stamp = path.stat().st_mtime_ns
         with self._lock:
-            hit = self._cache.get((str(path), key))
-            if hit is not None and hit[0] == stamp:
-                return hit[1]
-        tensor = read_embedding(path, key)
-        with self._lock:
-            self._cache[(str(path), key)] = (stamp, tensor)
-        return tensor
+            hit = self._files.get(str(path))
+        if hit is None or hit[0] != stamp:
+            hit = (stamp, load_embedding_file(path))
+            with self._lock:
+                self._files[str(path)] = hit
+        return select_vectors(hit[1], key, path)
 
     def lookup(self, slot: str, width: int) -> Callable[[str], torch.Tensor | None]:
         """The tokenizer's ``name → vectors`` function for one encoder (slot "l", "g" or "h",
