@@ -190,11 +190,9 @@ def write_random_lora(path: str | os.PathLike, family: str, *, seed: int = 0, ra
     unet_model = on_meta(lambda: unet.UNetModel(tiny_unet_config(family, text_sd)))
     targets: dict[str, tuple[int, ...]] = {}
     params = dict(unet_model.named_parameters())
-    for name, param in params.items():
-        if name.endswith(".weight") and param.dim() >= 2:
-            diffusers = lora_module.diffusers_unet_name(name[: -len(".weight")], unet_model.config)
-            if diffusers is not None:
-                targets["lora_unet_" + diffusers.replace(".", "_")] = tuple(param.shape)
+    for key, target in lora_module.unet_targets(unet_model, unet_model.config).items():
+        if key != "lora_unet_" + target.param[: -len(".weight")].replace(".", "_"):  # the diffusers name
+            targets[key] = tuple(params[target.param].shape)
     encoder = text_encoders.build_text_encoder(family, text_sd)
     for slot, (prefix, *_) in lora_module.TEXT_PREFIXES[family].items():
         model = encoder.models[slot]
