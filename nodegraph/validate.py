@@ -13,7 +13,7 @@ from .comfy.common import placeholder_message, placeholder_problems
 from .context import RunOptions
 from .errors import GraphLoadError, Problem
 from .format import load
-from .graph import Graph, Link, Node
+from .graph import Graph, Link, Node, id_sort_key
 from .registry import COMBO, NodeSpec, Registry
 
 
@@ -179,7 +179,7 @@ def _cycles(graph: Graph) -> list[Problem]:
             (only,) = comp
             if not g.has_edge(only, only):
                 continue
-        members = sorted(comp, key=_id_key)
+        members = sorted(comp, key=id_sort_key)
         first = nodes[members[0]]
         listed = ", ".join(members)
         problems.append(Problem("cycle", f"nodes {listed} form a cycle, so none of them can run "
@@ -187,9 +187,6 @@ def _cycles(graph: Graph) -> list[Problem]:
                                 first.type, None))
     return problems
 
-
-def _id_key(node_id: str) -> tuple[int, int, str]:
-    return (0, int(node_id), "") if node_id.isascii() and node_id.isdigit() else (1, 0, node_id)
 
 
 def validate_file(path: str | os.PathLike[str], registry: Registry,

@@ -155,7 +155,3 @@ def kept_inputs(node: Node) -> dict[str, Any]:
     inputs = data.get("inputs")
     return dict(inputs) if isinstance(inputs, dict) else {}
 
-
-def id_key(node_id: str) -> tuple[int, int, str]:
-    """Sort key: numeric ids in numeric order, then the others."""
-    return (0, int(node_id), "") if node_id.isascii() and node_id.isdigit() else (1, 0, node_id)
