@@ -22,10 +22,11 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Union
 
 from .context import RunContext, RunOptions
-from .errors import GraphValidationError, Interrupted, NodeExecutionError, Problem
+from .errors import (Absent, GraphValidationError, Interrupted, NodeError, NodeExecutionError,
+                     Problem, out_of_memory)
 from .events import (Event, NodeCached, NodeFailed, NodeFinished, NodeStarted, RunFailed,
                      RunFinished, RunInterrupted, RunStarted)
-from .graph import Graph, Node
+from .graph import Graph, Node, id_sort_key
 from .registry import NodeSpec, Registry, _arity
 
 log = logging.getLogger("nodegraph.executor")
@@ -209,9 +210,6 @@ def _options_key(options: RunOptions) -> tuple[str, str]:
 _MISSING = object()
 
 
-def _id_key(node_id: str) -> tuple[int, int, str]:
-    return (0, int(node_id), "") if node_id.isascii() and node_id.isdigit() else (1, 0, node_id)
-
 
 def _snapshot(params: dict[str, Any]) -> dict[str, Any]:
     for v in params.values():
@@ -313,7 +311,7 @@ class Executor:
         import networkx as nx
 
         dag = nx.DiGraph()
-        dag.add_nodes_from(sorted(needed, key=_id_key))
+        dag.add_nodes_from(sorted(needed, key=id_sort_key))
         dag.add_edges_from(edges)
         try:
             order = list(nx.topological_sort(dag))
@@ -480,13 +478,18 @@ class Executor:
                         p.name: params.get(p.name, p.default) for p in spec.params}
                     for name, src, idx in step.inputs:
                         v = values[src][idx]
-                        if v is not _MISSING:
+                        if v is not _MISSING and not isinstance(v, Absent):
                             kwargs[name] = v
-                        elif (inp := spec.input(name)) is not None and not inp.optional:
-                            self._fail(step, ValueError(
-                                f"input {name!r} comes from node {src}, which is bypassed and has "
-                                f"no connected input of that type to pass through"), stats, t_start,
-                                emit)
+                            continue
+                        inp = spec.input(name)
+                        if inp is not None and not inp.optional:
+                            why = (v.reason if isinstance(v, Absent) else f"it comes from node "
+                                   f"{src}, which is bypassed and has no connected input of that "
+                                   "type to pass through")
+                            self._fail(step, NodeError(f"input {name!r} is empty: {why}"), stats,
+                                       t_start, emit)
+                        if inp is not None and isinstance(v, Absent):
+                            kwargs[name] = None  # an optional input left empty
                     ctx = None
                     if spec.takes_context:
                         ctx = RunContext(nid, spec.type_id, options, graph, emit, stop)
@@ -497,7 +500,7 @@ class Executor:
                     except Interrupted:
                         raise
                     except Exception as exc:
-                        self._fail(step, exc, stats, t_start, emit)
+                        self._fail(step, out_of_memory(exc, step.node) or exc, stats, t_start, emit)
                     seconds = perf() - t0
                     node_ui = ctx.ui if ctx is not None else {}
                     if not spec.not_cacheable:
@@ -550,6 +553,8 @@ class Executor:
               emit: EventCallback | None) -> None:
         stats.total_seconds = time.perf_counter() - t_start
         tb = traceback.format_exc()
+        if exc.__cause__ is not None and exc.__traceback__ is None:  # a translation of the real error
+            tb = "".join(traceback.format_exception(exc.__cause__))
         if emit:
             emit(NodeFailed(step.node_id, step.spec.type_id, exc, tb))
             emit(RunFailed(step.node_id, stats))

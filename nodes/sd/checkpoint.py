@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from nodegraph.errors import NodeError
+
 import torch
 from torch import nn
 
@@ -41,7 +43,7 @@ _SAFETENSORS_DTYPES = {
 }
 
 
-class CheckpointError(ValueError):
+class CheckpointError(NodeError, ValueError):
     """A model file that cannot be loaded; the message names the file and says why."""
 
     def __init__(self, path: str | os.PathLike, message: str):
@@ -400,7 +402,7 @@ class LoadedCheckpoint:
     prediction: str  # "eps" or "v"
     prediction_source: str  # which route decided it (see detect_prediction)
     model: DiffusionModel  # U-Net + model sampling + latent scale, what samplers call
-    vae: vae_module.VAE
+    vae: vae_module.VAE | None  # None when the file has no VAE weights
     text_encoder: text_encoders.SDTextEncoder | None  # None when the file has no text encoder
     dtype: torch.dtype  # dtype of the U-Net weights as loaded
     file_dtype: torch.dtype  # dtype the file stores its weights in
@@ -416,7 +418,9 @@ class LoadedCheckpoint:
 
     def modules(self) -> dict[str, nn.Module]:
         """The torch modules, by component name (for moving and measuring)."""
-        out: dict[str, nn.Module] = {"unet": self.unet, "vae": self.vae.model}
+        out: dict[str, nn.Module] = {"unet": self.unet}
+        if self.vae is not None:
+            out["vae"] = self.vae.model
         if self.text_encoder is not None:
             out.update({f"text_{k}": m for k, m in self.text_encoder.models.items()})
         return out
@@ -465,9 +469,7 @@ def load_checkpoint(
             raise CheckpointError(path, f"{family} U-Net weights are incomplete or damaged: {exc}") from None
         problems: list[str] = []
         vae_config = None
-        if not vae_sd:
-            problems.append(f"no VAE weights ({VAE_PREFIX}*)")
-        else:
+        if vae_sd:  # a file without VAE weights loads (as in ComfyUI); its VAE output is empty
             try:
                 vae_config = vae_module.config_from_state_dict(vae_sd)
             except (ValueError, KeyError) as exc:
@@ -508,7 +510,7 @@ def load_checkpoint(
     )
     return LoadedCheckpoint(
         path=path, family=family, prediction=pred, prediction_source=source, model=model,
-        vae=vae_module.VAE(vae_model, family), text_encoder=text,
+        vae=vae_module.VAE(vae_model, family) if vae_model is not None else None, text_encoder=text,
         dtype=next(unet_model.parameters()).dtype, file_dtype=stored, metadata=metadata,
     )
 
