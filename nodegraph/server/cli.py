@@ -81,6 +81,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"nodegraph serve: cannot listen on {config.host}:{config.port}: {exc.strerror or exc}",
               file=sys.stderr)
         return EXIT_INVALID
+    finally:
+        engine.close()
     return EXIT_OK
 
 
