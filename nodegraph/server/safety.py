@@ -68,9 +68,8 @@ def guard_middleware(*, token: str | None, cors_origin: str | None, loopback_onl
             return json_error(403, f"this server answers to loopback host names only, not {host!r}",
                               "forbidden_host")
         origin = request.headers.get("Origin")
-        if cors_origin is None and origin is not None:
-            if urlsplit(origin).netloc.lower() != host.lower():
-                return json_error(403, "cross-origin requests are refused (start the server with "
+        if cors_origin is None and origin is not None and urlsplit(origin).netloc.lower() != host.lower():
+            return json_error(403, "cross-origin requests are refused (start the server with "
                                   "--enable-cors-header ORIGIN to allow a web page)", "forbidden_origin")
         if cors_origin is not None and request.method == "OPTIONS":
             return _cors(web.Response(), cors_origin)

@@ -68,7 +68,8 @@ def test_nodegraph_serve_says_when_the_port_is_taken(tmp_path):
         env = dict(os.environ, NODEGRAPH_TESTING="1", PYTHONPATH=str(ROOT))
         proc = subprocess.run([sys.executable, "-m", "nodegraph", "serve", "--port", str(port),
                                "--input-dir", str(tmp_path / "in"), "--output-dir", str(tmp_path / "out")],
-                              cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+                              cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+                              check=False)
     assert proc.returncode == 2
     assert f"cannot listen on 127.0.0.1:{port}" in proc.stderr
     assert "Traceback" not in proc.stderr

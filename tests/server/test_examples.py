@@ -34,20 +34,13 @@ CASES = {  # example -> --set overrides that make it tiny and quick (the demo ru
 @pytest.fixture(scope="module")
 def models(tmp_path_factory) -> Path:
     """A models root with a tiny random SD1 checkpoint and a small upscaler, in the real layouts."""
-    import torch
-    from safetensors.torch import save_file
-    from spandrel.architectures.Compact import Compact
-
-    from nodes.sd.testing import write_random_checkpoint
+    from nodes.sd.testing import write_random_checkpoint, write_random_upscaler
 
     root = tmp_path_factory.mktemp("models")
     (root / "checkpoints").mkdir()
     write_random_checkpoint(root / "checkpoints" / "sd1.safetensors", "sd1")
     (root / "upscale_models").mkdir()
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        net = Compact(num_in_ch=3, num_out_ch=3, num_feat=8, num_conv=2, upscale=2)
-    save_file(net.state_dict(), str(root / "upscale_models" / UPSCALER))
+    write_random_upscaler(root / "upscale_models" / UPSCALER)
     return root
 
 

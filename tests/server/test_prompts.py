@@ -72,8 +72,8 @@ def test_a_client_chosen_prompt_id_and_number_are_kept(server):
     async def scenario():
         async with Client(server.url) as c:
             ws = await c.socket("me")
-            status, reply = await c.post("/prompt", {"prompt": const_sink(), "client_id": "me",
-                                                     "prompt_id": "my-id", "number": 7.5})
+            _, reply = await c.post("/prompt", {"prompt": const_sink(), "client_id": "me",
+                                                "prompt_id": "my-id", "number": 7.5})
             await ws.follow("my-id")
             return reply, await c.get("/history/my-id")
 

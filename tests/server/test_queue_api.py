@@ -33,7 +33,7 @@ def test_the_queue_lists_running_and_pending_items_in_run_order(server):
     assert status == 200
     assert [e[1] for e in queue["queue_running"]] == [held]
     assert [e[1] for e in queue["queue_pending"]] == [front, a, b]
-    number, pid, prompt_json, extra_data, outputs = queue["queue_pending"][1]
+    _, pid, prompt_json, extra_data, outputs = queue["queue_pending"][1]
     assert (pid, prompt_json, outputs, extra_data["client_id"]) == (a, const_sink(1), ["2"], "me")
     assert queue["queue_pending"][0][0] < 0 < queue["queue_pending"][1][0] < queue["queue_pending"][2][0]
     assert prompt == {"exec_info": {"queue_remaining": 4}}

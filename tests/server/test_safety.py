@@ -12,7 +12,7 @@ from nodegraph.server.cli import add_parser
 from nodegraph.server.config import ServerConfig, token_from_env
 from nodegraph.server.routes import redacted_argv
 from nodegraph.server.safety import clean_parts
-from serverkit import Client, const_sink, run
+from serverkit import const_sink, run
 
 
 def parse(*argv: str) -> argparse.Namespace:
