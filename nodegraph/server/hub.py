@@ -47,6 +47,7 @@ class _Run:
     client_id: str | None
     node: str | None = None
     cached: list[str] = field(default_factory=list)
+    shown: list[dict[str, Any]] = field(default_factory=list)  # ``executed`` of cached nodes, held back
     cached_sent: bool = False
 
 
@@ -124,8 +125,8 @@ class Hub:
         pid = run.prompt_id
         if isinstance(event, NodeCached):
             run.cached.append(event.node_id)
-            if event.ui:
-                self._executed(wrapped, event.node_id, event.ui)
+            if event.ui and (shown := self._executed(wrapped, event.node_id, event.ui)) is not None:
+                run.shown.append(shown)
         elif isinstance(event, NodeStarted):
             self._flush_cached(run)
             run.node = event.node_id
@@ -139,32 +140,36 @@ class Hub:
                 if frame is not None:
                     self._post(sid, frame)
         elif isinstance(event, NodeFinished):
-            if event.ui:
-                self._executed(wrapped, event.node_id, event.ui)
+            if event.ui and (shown := self._executed(wrapped, event.node_id, event.ui)) is not None:
+                self._send(sid, "executed", shown)
         elif isinstance(event, RunFinished):
             self._flush_cached(run)
 
-    def _executed(self, wrapped: ItemEvent, node_id: str, ui: dict[str, Any]) -> None:
+    def _executed(self, wrapped: ItemEvent, node_id: str, ui: dict[str, Any]) -> dict[str, Any] | None:
+        """The ``executed`` message of an output node that showed something, else None."""
         item = wrapped.item
         if not is_output_node(item.graph, self.engine.registry, node_id):
-            return
+            return None
         output = ui_output(ui, self.engine.served_folders())
-        if output:
-            self._send(item.client_id, "executed", {"node": node_id, "display_node": node_id,
-                                                    "output": output, "prompt_id": item.id})
+        if not output:
+            return None
+        return {"node": node_id, "display_node": node_id, "output": output, "prompt_id": item.id}
 
     def _flush_cached(self, run: _Run) -> None:
         """One ``execution_cached`` before the first node runs (ComfyUI sends it up front; the
-        executor finds cached nodes as it goes, so a later cached node gets a message of its own)."""
+        executor finds cached nodes as it goes, so a later cached node gets a message of its own),
+        then the ``executed`` messages of the cached output nodes it names."""
         if run.cached or not run.cached_sent:
             self._send(run.client_id, "execution_cached", {"nodes": run.cached, "prompt_id": run.prompt_id,
                                                            "timestamp": now_ms()})
-            run.cached, run.cached_sent = [], True
+            for shown in run.shown:
+                self._send(run.client_id, "executed", shown)
+            run.cached, run.shown, run.cached_sent = [], [], True
 
     def _finished(self, event: ItemFinished) -> None:
         run, self._run = self._run, None
         sid = event.item.client_id
-        if run is not None and not run.cached_sent:
+        if run is not None:
             self._flush_cached(run)
         kind, data = final_message(event.entry)
         self._send(sid, kind, data)

@@ -63,6 +63,8 @@ def test_a_second_identical_prompt_comes_from_the_cache(server):
             return await ws.follow(await c.queue(const_sink(4), "me"))
 
     seen = run(scenario())
+    assert [t for t in seen.types() if t != "status"] == ["execution_start", "execution_cached", "executed",
+                                                          "execution_success", "executing"]
     assert seen.of("execution_cached")[0]["nodes"] == ["1", "2"]
     assert [d["node"] for d in seen.of("executing")] == [None]
     assert seen.of("executed")[0]["output"] == {"values": [4]}  # cached outputs are shown again
