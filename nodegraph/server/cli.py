@@ -86,9 +86,24 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _report(event: Any) -> None:
+    """One line per prompt on stdout, as ComfyUI prints ("got prompt", "Prompt executed in ...")."""
+    from ..queue import ItemFinished, ItemQueued
+
+    if isinstance(event, ItemQueued):
+        print(f"got prompt {event.item.id} ({len(event.item.graph)} nodes)", flush=True)
+    elif isinstance(event, ItemFinished):
+        entry = event.entry
+        where = ""
+        if entry.error and entry.error.get("node_id"):
+            where = f" at node {entry.error['node_id']} ({entry.error['node_type']})"
+        print(f"prompt {entry.id}: {entry.status}{where} in {entry.duration:.2f} s", flush=True)
+
+
 async def _serve(engine: Any, config: ServerConfig) -> None:
     from .app import Server
 
+    engine.queue.subscribe(_report)
     server = Server(engine, config)
     await server.start()
     print(f"NodeGraph is serving ComfyUI's API on {server.url}"

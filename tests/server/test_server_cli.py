@@ -26,8 +26,12 @@ def read_line(proc: subprocess.Popen, timeout: float = 60.0) -> str:
     return got[0]
 
 
-def fetch(url: str, token: str | None = None) -> tuple[int, object]:
-    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
+def fetch(url: str, token: str | None = None, body: dict | None = None) -> tuple[int, object]:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    data = None
+    if body is not None:
+        data, headers["Content-Type"] = json.dumps(body).encode(), "application/json"
+    request = urllib.request.Request(url, data=data, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=30) as r:
             return r.status, json.loads(r.read())
@@ -35,27 +39,41 @@ def fetch(url: str, token: str | None = None) -> tuple[int, object]:
         return exc.code, json.loads(exc.read())
 
 
-def test_nodegraph_serve_starts_answers_with_the_token_and_stops_on_ctrl_c(tmp_path):
-    env = dict(os.environ, NODEGRAPH_TOKEN="tok3n", NODEGRAPH_TESTING="1", PYTHONPATH=str(ROOT))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "nodegraph", "serve", "--port", "0", "--input-dir", str(tmp_path / "in"),
-         "--output-dir", str(tmp_path / "out")],
-        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def serve(tmp_path, **env_vars: str) -> subprocess.Popen:
+    """``nodegraph serve --port 0`` in a subprocess (stderr to a file, stdout readable line by line)."""
+    env = dict(os.environ, NODEGRAPH_TESTING="1", PYTHONPATH=str(ROOT), **env_vars)
+    with (tmp_path / "stderr.txt").open("w") as err:
+        return subprocess.Popen(
+            [sys.executable, "-m", "nodegraph", "serve", "--port", "0", "--input-dir", str(tmp_path / "in"),
+             "--output-dir", str(tmp_path / "out")],
+            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=err, text=True)
+
+
+def test_nodegraph_serve_starts_runs_prompts_with_the_token_and_stops_on_ctrl_c(tmp_path):
+    proc = serve(tmp_path, NODEGRAPH_TOKEN="tok3n")
     try:
         line = read_line(proc)
         assert "(token required)" in line, line
         url = re.search(r"http://127\.0\.0\.1:\d+", line).group(0)
+        assert read_line(proc).startswith(f"input: {(tmp_path / 'in').resolve()}  output: ")
         assert fetch(url + "/prompt")[0] == 401
         assert fetch(url + "/prompt", "tok3n") == (200, {"exec_info": {"queue_remaining": 0}})
         status, info = fetch(url + "/object_info/KSampler", "tok3n")
         assert status == 200 and info["KSampler"]["output"] == ["LATENT"]
-        assert (tmp_path / "in").is_dir() and (tmp_path / "out").is_dir()
+        prompt = {"1": {"class_type": "LoadImage", "inputs": {"image": "fox_sketch.png"}},
+                  "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "cli"}}}
+        status, reply = fetch(url + "/prompt", "tok3n", {"prompt": prompt})
+        assert status == 200, reply
+        assert read_line(proc).startswith(f"got prompt {reply['prompt_id']} (2 nodes)")
+        assert read_line(proc).startswith(f"prompt {reply['prompt_id']}: success in ")
+        assert [p.name for p in (tmp_path / "out").iterdir()] == ["cli_00001_.png"]
         proc.send_signal(signal.SIGINT)
         assert proc.wait(30) == 0
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+        proc.stdout.close()
 
 
 def test_nodegraph_serve_says_when_the_port_is_taken(tmp_path):
