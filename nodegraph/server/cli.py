@@ -116,8 +116,14 @@ async def _serve(engine: Any, config: ServerConfig) -> None:
             loop.add_signal_handler(sig, stopped.set)
         except (NotImplementedError, RuntimeError):  # Windows: Ctrl-C raises KeyboardInterrupt
             pass
+    # The event loop answers clients while the queue's worker thread runs nodes: when both want the
+    # GIL, the loop waits at most the switch interval (Python's default 5 ms; 1 ms keeps replies and
+    # websocket messages prompt, and costs nothing while the loop is idle).
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(0.001)
     try:
         await stopped.wait()
     finally:
         print("stopping", file=sys.stderr, flush=True)
         await server.stop()
+        sys.setswitchinterval(switch)
