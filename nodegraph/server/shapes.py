@@ -21,8 +21,9 @@ BIG_LIST = 20
 
 def servable(spec: NodeSpec) -> bool:
     """Whether prompts may use this node type: ComfyUI's prompts name types by bare ids, which
-    NodeGraph gives its built-in nodes (a pack's ids have a dot and do not map)."""
-    return "." not in spec.type_id
+    NodeGraph gives its built-in nodes (a pack's ids have a dot and do not map); nodes that do
+    nothing when run (notes) are the frontend's business in ComfyUI, not the server's."""
+    return "." not in spec.type_id and bool(spec.outputs or spec.output_node)
 
 
 def ms(seconds: float) -> int:

@@ -149,6 +149,18 @@ def test_a_preview_image_is_served_from_the_temporary_folder(builtin_server, tmp
     assert pixels(images[("9", "temp")]).shape == (64, 64, 3)
 
 
+def test_object_info_has_the_built_in_nodes_but_not_the_notes(builtin_server):
+    async def scenario():
+        async with Client(builtin_server.url) as c:
+            return await c.get("/object_info")
+
+    status, info = run(scenario())
+    assert status == 200
+    assert {"CheckpointLoaderSimple", "KSampler", "SaveImage", "LoadImage"} <= set(info)
+    assert "Note" not in info and "MarkdownNote" not in info  # frontend-only nodes in ComfyUI
+    assert "sd1.safetensors" in info["CheckpointLoaderSimple"]["input"]["required"]["ckpt_name"][0]
+
+
 def refusal(srv, prompt):
     async def scenario():
         async with Client(srv.url) as c:
