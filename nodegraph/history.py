@@ -293,5 +293,10 @@ def _safe_id(entry_id: str) -> str:
     return cleaned or "entry"
 
 
-def _id_key(node_id: str) -> tuple[int, int, str]:
-    return (0, int(node_id), "") if node_id.isascii() and node_id.isdigit() else (1, 0, node_id)
+def _id_key(node_id: str) -> tuple[int, int, str, str]:
+    """Numeric ids first in numeric order (compared by length and digits: ids of any length), then
+    the others by text."""
+    if node_id.isascii() and node_id.isdigit():
+        digits = node_id.lstrip("0") or "0"
+        return (0, len(digits), digits, node_id)
+    return (1, 0, "", node_id)

@@ -164,3 +164,12 @@ def test_re_adding_an_entry_replaces_it_and_its_file(tmp_path):
     history.add(entry("same", 1_800_000_005.0, status="error"))
     assert len(history) == 1 and len(list(Path(tmp_path).glob("*.json"))) == 1
     assert History(tmp_path).get("same").status == "error"
+
+
+def test_long_numeric_node_ids_order_the_summary_and_images_numerically(sd_like):
+    g = Graph()
+    g.add_node("Encode", {"text": "second"}, id="1" * 400)
+    g.add_node("Encode", {"text": "first"}, id="10")
+    assert summarize(g, sd_like) == (None, "first")
+    e = HistoryEntry("x", 0, "success", 0.0, 1.0, g, {"9" * 400: {"images": ["b.png"]}, "2": {"images": ["a.png"]}})
+    assert e.images == ["a.png", "b.png"]
