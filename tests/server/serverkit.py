@@ -97,6 +97,8 @@ class Followed:
 
     messages: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     frames: list[bytes] = field(default_factory=list)
+    others: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    """Messages about other prompts that came meanwhile."""
 
     def types(self) -> list[str]:
         return [t for t, _ in self.messages]
@@ -183,6 +185,7 @@ class Socket:
                 seen.frames.append(data)
                 continue
             if isinstance(data, dict) and data.get("prompt_id") not in (None, prompt_id):
+                seen.others.append((kind, data))
                 continue
             seen.messages.append((kind, data))
             if kind == "executing" and data["node"] is None and data["prompt_id"] == prompt_id:
