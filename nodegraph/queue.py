@@ -121,6 +121,7 @@ class RunQueue:
     """Pending items in run order, at most one running, a :class:`History` of finished ones.
 
     The worker thread starts with the first :meth:`put` (or :meth:`start`); :meth:`close` stops it.
+    The queue announces the history's changes to its subscribers (it takes ``history.on_change``).
     """
 
     def __init__(self, runner: Runner, history: History | None = None):
