@@ -1,4 +1,4 @@
-"""The ``nodegraph`` command: run, validate, nodes, plugins, batch, import-comfy, export-comfy."""
+"""The ``nodegraph`` command: run, validate, nodes, plugins, batch, import-comfy, export-comfy, serve."""
 from __future__ import annotations
 
 import argparse
@@ -76,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_batch_parser(sub)
     add_comfy_parsers(sub)
+    from .server.cli import add_parser as add_serve_parser
+
+    add_serve_parser(sub)
     return parser
 
 
@@ -217,8 +220,14 @@ def cmd_batch(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .server.cli import cmd_serve as serve
+
+    return serve(args)
+
+
 COMMANDS = {"run": cmd_run, "validate": cmd_validate, "nodes": cmd_nodes, "plugins": cmd_plugins,
-            "batch": cmd_batch}
+            "batch": cmd_batch, "serve": cmd_serve}
 COMMANDS.update(COMFY_COMMANDS)
 
 
