@@ -19,6 +19,7 @@ from .errors import (GraphLoadError, GraphValidationError, Interrupted, NodeExec
                      UsageError)
 from .events import (Event, NodeCached, NodeFailed, NodeFinished, NodeStarted, Progress,
                      RunStarted)
+from .plugins import pack_warnings
 from .validate import errors, validate
 
 EXIT_OK, EXIT_NODE_FAILED, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -101,12 +102,8 @@ def _session(args: argparse.Namespace) -> Session:
                          output_dir=Path(getattr(args, "out", "output")),
                          models_dirs=tuple(Path(p) for p in getattr(args, "models", [])))
     session = Session(options=options)
-    for pack in session.registry.packs:
-        if pack.status == "failed":
-            print(f"warning: node pack {pack.name!r} failed to load: {pack.error} "
-                  "(details: nodegraph plugins)", file=sys.stderr)
-        elif pack.status == "skipped":
-            print(f"warning: skipped {pack.source}: {pack.error}", file=sys.stderr)
+    for line in pack_warnings(session.registry):
+        print(line, file=sys.stderr)
     return session
 
 

@@ -27,7 +27,7 @@ from typing import Any
 from .errors import GraphLoadError
 from .fileio import write_text_atomic
 from .format import from_data, to_data
-from .graph import Graph
+from .graph import Graph, id_sort_key
 from .registry import STRING, Registry
 
 log = logging.getLogger("nodegraph.history")
@@ -76,7 +76,7 @@ class HistoryEntry:
     @property
     def images(self) -> list[str]:
         """Paths of the images the run showed, in node-id order (output nodes' ``ui["images"]``)."""
-        return [str(p) for _, ui in sorted(self.outputs.items(), key=lambda kv: _id_key(kv[0]))
+        return [str(p) for _, ui in sorted(self.outputs.items(), key=lambda kv: id_sort_key(kv[0]))
                 for p in ui.get("images", ()) if isinstance(p, (str, os.PathLike))]
 
     @property
@@ -268,7 +268,7 @@ def summarize(graph: Graph, registry: Registry) -> tuple[int | None, str]:
     text; whitespace collapsed, cut at 200 characters."""
     seed: int | None = None
     texts: list[tuple[str, str]] = []
-    for node_id in sorted(graph.nodes, key=_id_key):
+    for node_id in sorted(graph.nodes, key=id_sort_key):
         node = graph.nodes[node_id]
         spec = registry.get(node.type)
         if spec is None or node.mode == "muted":
@@ -292,11 +292,3 @@ def _safe_id(entry_id: str) -> str:
     cleaned = re.sub(r"[^A-Za-z0-9_.-]", "_", entry_id)[:80].strip(".")
     return cleaned or "entry"
 
-
-def _id_key(node_id: str) -> tuple[int, int, str, str]:
-    """Numeric ids first in numeric order (compared by length and digits: ids of any length), then
-    the others by text."""
-    if node_id.isascii() and node_id.isdigit():
-        digits = node_id.lstrip("0") or "0"
-        return (0, len(digits), digits, node_id)
-    return (1, 0, "", node_id)

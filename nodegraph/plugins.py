@@ -260,5 +260,17 @@ def _failed(info: PackInfo, error: str, tb: str = "") -> None:
     info.traceback = tb
 
 
+def pack_warnings(registry: Registry) -> list[str]:
+    """One line per pack that failed to load or was skipped, for a command to print at start."""
+    lines = []
+    for pack in registry.packs:
+        if pack.status == "failed":
+            lines.append(f"warning: node pack {pack.name!r} failed to load: {pack.error} "
+                         "(details: nodegraph plugins)")
+        elif pack.status == "skipped":
+            lines.append(f"warning: skipped {pack.source}: {pack.error}")
+    return lines
+
+
 def _hook_names() -> list[str]:
     return sorted(n for n in dir(hookspecs) if n.startswith("nodegraph_"))

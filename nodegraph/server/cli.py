@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..context import DEVICES, DTYPES, RunOptions
+from ..plugins import pack_warnings
 from .config import DEFAULT_PORT, ENV_TOKEN, ServerConfig, token_from_env
 
 EXIT_OK, EXIT_INVALID = 0, 2
@@ -68,10 +69,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
                          models_dirs=tuple(Path(p) for p in args.models))
     engine = Engine(options, input_dir=config.input_dir)
     engine.share_input_dir()
-    for pack in engine.registry.packs:
-        if pack.status == "failed":
-            print(f"warning: node pack {pack.name!r} failed to load: {pack.error} "
-                  "(details: nodegraph plugins)", file=sys.stderr)
+    for line in pack_warnings(engine.registry):
+        print(line, file=sys.stderr)
     if not is_loopback(config.host) and config.token is None:
         print(f"warning: listening on {config.host} without a token: anyone who can reach this "
               f"machine can run prompts and read outputs (set --token or {ENV_TOKEN})", file=sys.stderr)
