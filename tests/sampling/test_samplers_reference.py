@@ -16,6 +16,7 @@ import torch
 from nodes.sd import samplers as S
 from nodes.sd.model_sampling import ModelSamplingDiscrete
 from nodes.sd.noise import BrownianTreeNoiseSampler, default_noise_sampler
+from nodes.sd.samplers_karras import lms_coefficient
 from nodes.sd.schedulers import karras
 
 from conftest import GaussianDenoiser
@@ -91,7 +92,7 @@ def test_lms_coefficients_integrate_polynomials_exactly():
     # the weights of a 3-step rule reproduce ∫ p for any p of degree ≤ 2 from its values at t_i, t_{i-1}, t_{i-2}
     i, order = 3, 3
     p = np.polynomial.Polynomial([0.3, -1.1, 0.7])
-    weights = [S.lms_coefficient(order, t, i, j) for j in range(order)]
+    weights = [lms_coefficient(order, t, i, j) for j in range(order)]
     quadrature = sum(w * p(t[i - j]) for j, w in enumerate(weights))
     exact = p.integ()(t[i + 1]) - p.integ()(t[i])
     assert quadrature == pytest.approx(exact, rel=1e-12)
