@@ -4,7 +4,7 @@ and the stochastic Adams solver SA-Solver (Xue et al. 2023, arXiv:2309.05019) wi
 """
 from __future__ import annotations
 
-from typing import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -132,6 +132,30 @@ def er_sde_noise_scaler(x: torch.Tensor) -> torch.Tensor:
     return x * ((x**0.3).exp() + 10.0)
 
 
+ER_SDE_SOLVER_TYPES = ("ER-SDE", "Reverse-time SDE", "ODE")
+
+
+@dataclass(frozen=True)
+class ERSDEScaler:
+    """The noise scale functions of the SamplerER_SDE node, with stochastic strength η:
+    "ER-SDE" x·(e^(x^0.3) + 10)^η, "Reverse-time SDE" x^(η+1), "ODE" x (no noise)."""
+
+    solver_type: str
+    eta: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.solver_type not in ER_SDE_SOLVER_TYPES:
+            raise ValueError(f"er_sde: solver_type must be one of {', '.join(ER_SDE_SOLVER_TYPES)}, "
+                             f"got {self.solver_type!r}")
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.solver_type == "ER-SDE":
+            return x * ((x**0.3).exp() + 10.0) ** self.eta
+        if self.solver_type == "Reverse-time SDE":
+            return x ** (self.eta + 1)
+        return x
+
+
 ER_SDE_POINTS = 200
 """Riemann-sum points of the stage-2/3 integrals (ComfyUI's choice)."""
 
@@ -183,16 +207,18 @@ def sample_er_sde(model, x, sigmas, extra_args=None, callback=None, disable=None
 
 
 # -- SA-Solver --------------------------------------------------------------------------------------
-def sa_solver_tau(start_sigma: float, end_sigma: float, eta: float = 1.0) -> Callable[[torch.Tensor | float], float]:
+@dataclass(frozen=True)
+class SATau:
     """SA-Solver's stochasticity τ(σ): `eta` while start_sigma ≥ σ ≥ end_sigma, else 0 (an ODE step)."""
 
-    def tau(sigma: torch.Tensor | float) -> float:
-        if eta <= 0:
-            return 0.0
-        value = float(sigma)
-        return float(eta) if start_sigma >= value >= end_sigma else 0.0
+    start_sigma: float
+    end_sigma: float
+    eta: float = 1.0
 
-    return tau
+    def __call__(self, sigma: torch.Tensor | float) -> float:
+        if self.eta <= 0:
+            return 0.0
+        return float(self.eta) if self.start_sigma >= float(sigma) >= self.end_sigma else 0.0
 
 
 def sa_solver_coefficients(lambdas: torch.Tensor, lam_s: float, lam_t: float, tau: float,
@@ -248,7 +274,7 @@ def sample_sa_solver(model, x, sigmas, extra_args=None, callback=None, disable=N
     noise_sampler = ancestral_noise(x, extra_args, noise_sampler)
     if tau_func is None:
         ms = model_sampling_of(extra_args)
-        tau_func = sa_solver_tau(ms.percent_to_sigma(0.2), ms.percent_to_sigma(0.8), eta=1.0)
+        tau_func = SATau(ms.percent_to_sigma(0.2), ms.percent_to_sigma(0.8), eta=1.0)
     s_in = x.new_ones([x.shape[0]])
     lambdas = half_log_snr(sigmas.double()).tolist()
     steps = len(sigmas) - 1
