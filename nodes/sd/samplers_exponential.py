@@ -103,7 +103,7 @@ def res_multistep(model, x, sigmas, extra_args=None, callback=None, s_noise=1.0,
             if cfg_pp:
                 x = x + (denoised - uncond)
             x = torch.exp(-h) * x + h * (b1 * uncond + b2 * old_denoised)
-        if sigmas[i + 1] > 0:
+        if sigmas[i + 1] > 0 and sigma_up:
             x = x + noise_sampler(sigmas[i], sigmas[i + 1]) * s_noise * sigma_up
         old_denoised, old_sigma_down = uncond, sigma_down
     return x

@@ -164,7 +164,8 @@ def ipndm_v_weights(h: list[float]) -> tuple[float, ...]:
     """Variable-step Adams–Bashforth weights of iPNDM-v, newest slope first.
 
     h = [h_n, h_{n−1}, …]: the step about to be taken and the previous ones (h_k = σ_{k+1} − σ_k,
-    so all negative); the number of weights is len(h).
+    so all negative); the number of weights is len(h). Orders 2 and 3 reduce to Adams–Bashforth on
+    equal steps; ComfyUI's order-4 weights (kept as they are) sum to 1 only on equal or geometric steps.
     """
     if len(h) == 1:
         return (1.0,)

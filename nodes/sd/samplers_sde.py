@@ -289,8 +289,9 @@ def sample_sa_solver(model, x, sigmas, extra_args=None, callback=None, disable=N
         c = 0 if i == 0 or (sigmas[i + 1] == 0 and not use_pece) else min(corrector_order, len(preds))
         if ends_at_zero:
             p, c = min(p, steps - 1 - i), min(c, steps - i)
-        x = x_pred
-        if c > 0:
+        if c == 0:
+            x = x_pred
+        else:  # correct the step from x (the state at σ_{i−1}) with the newest D included
             b = sa_solver_coefficients(lambdas[i - c + 1:i + 1], lambdas[i - 1], lambdas[i], tau, simple_order_2, True)
             x = sigmas[i] / sigmas[i - 1] * np.exp(-(tau**2) * h) * x + _adams(preds[-c:], b)
             if noise is not None:
