@@ -332,3 +332,38 @@ def test_a_custom_sampling_graph_runs_in_the_executor_like_the_direct_calls(sess
         solver_type="phi_1", eta=1.0, s_noise=1.0, r=0.5), sigmas=sigmas, latent_image=empty_latent_image(
         width=64, height=64, batch_size=1), add_noise=True, noise_seed=21, cfg=3.5, ctx=ctx)
     torch.testing.assert_close(result.output("sample", "output")["samples"], direct["samples"], rtol=0, atol=0)
+
+
+# -- the lists ---------------------------------------------------------------------------------------------------
+COMFYUI_SAMPLERS = (  # comfy/samplers.py: KSAMPLER_NAMES + ["ddim", "uni_pc", "uni_pc_bh2"]
+    "euler euler_cfg_pp euler_ancestral euler_ancestral_cfg_pp heun heunpp2 exp_heun_2_x0 exp_heun_2_x0_sde dpm_2 "
+    "dpm_2_ancestral lms dpm_fast dpm_adaptive dpmpp_2s_ancestral dpmpp_2s_ancestral_cfg_pp dpmpp_sde dpmpp_sde_gpu "
+    "dpmpp_2m dpmpp_2m_cfg_pp dpmpp_2m_sde dpmpp_2m_sde_gpu dpmpp_2m_sde_heun dpmpp_2m_sde_heun_gpu dpmpp_3m_sde "
+    "dpmpp_3m_sde_gpu ddpm lcm ipndm ipndm_v deis res_multistep res_multistep_cfg_pp res_multistep_ancestral "
+    "res_multistep_ancestral_cfg_pp gradient_estimation gradient_estimation_cfg_pp er_sde seeds_2 seeds_3 sa_solver "
+    "sa_solver_pece ddim uni_pc uni_pc_bh2").split()
+COMFYUI_SCHEDULERS = "simple sgm_uniform karras exponential ddim_uniform beta normal linear_quadratic kl_optimal".split()
+
+
+def test_ksampler_offers_comfyuis_samplers_and_schedulers_in_its_order(registry):
+    params = {p.name: p for p in registry["KSampler"].params}
+    assert list(params["sampler_name"].choices) == COMFYUI_SAMPLERS and params["sampler_name"].default == "euler"
+    assert list(params["scheduler"].choices) == COMFYUI_SCHEDULERS and params["scheduler"].default == "simple"
+
+
+def test_the_comfyui_page_lists_what_the_registry_has(registry):
+    import re
+
+    from nodekit import ROOT
+
+    doc = (ROOT / "docs" / "comfyui.md").read_text()
+    section = doc[doc.index("## Samplers and schedulers"):doc.index("## Differences worth knowing")]
+
+    def bullet(label: str) -> str:
+        return section.split(label)[1].split("\n- ")[0].split("\n\n")[0]
+
+    assert re.findall(r"[a-z0-9_]+", bullet("**Samplers (44):**")) == COMFYUI_SAMPLERS
+    assert re.findall(r"[a-z0-9_]+", bullet("**Schedulers (9):**")) == COMFYUI_SCHEDULERS
+    nodes = set(re.findall(r"\b[A-Z][A-Za-z0-9_]+", bullet("**Custom sampling:**")))
+    assert nodes <= set(registry.nodes), sorted(nodes - set(registry.nodes))
+    assert len(nodes) == 38
