@@ -143,6 +143,14 @@ def _sde_decay(x, sigma_from, sigma_to, h_part, eta):
     return sigma_to / sigma_from * (-h_part * eta).exp() * x
 
 
+def _noise_segment(previous, segment, noise_sampler, sigma_from, sigma_to):
+    """The unit noise at the end of a sub-step over which the SDE decays by e^(segment) (segment =
+    −η·Δλ ≤ 0): the previous sub-step's noise decayed, plus fresh noise √(1 − e^(2·segment))·n, so the
+    noises of a step's stages are correlated like one Brownian path."""
+    fresh = segment.mul(2).expm1().neg().sqrt() * noise_sampler(sigma_from, sigma_to)
+    return fresh if previous is None else previous * segment.exp() + fresh
+
+
 @torch.no_grad()
 def sample_seeds_2(model, x, sigmas, extra_args=None, callback=None, disable=None, eta=1.0, s_noise=1.0,
                    noise_sampler=None, r=0.5, solver_type="phi_1"):
@@ -169,7 +177,7 @@ def sample_seeds_2(model, x, sigmas, extra_args=None, callback=None, disable=Non
         sigma_1 = sigma_at(torch.lerp(lam_s, lam_t, r))
         x_2 = _sde_decay(x, sigmas[i], sigma_1, r * h, eta) - h_phi_1(-r * h_eta) * denoised
         if inject:
-            sde_noise = (-2 * r * h * eta).expm1().neg().sqrt() * noise_sampler(sigmas[i], sigma_1)
+            sde_noise = _noise_segment(None, -r * h * eta, noise_sampler, sigmas[i], sigma_1)
             x_2 = x_2 + sde_noise * sigma_1 * s_noise
         denoised_2 = model(x_2, sigma_1 * s_in, **extra_args)
         if solver_type == "phi_1":
@@ -179,9 +187,7 @@ def sample_seeds_2(model, x, sigmas, extra_args=None, callback=None, disable=Non
             update = (h_phi_1(-h_eta) - b2) * denoised + b2 * denoised_2
         x = _sde_decay(x, sigmas[i], sigmas[i + 1], h, eta) - update
         if inject:
-            segment = (r - 1) * h * eta
-            sde_noise = sde_noise * segment.exp() + segment.mul(2).expm1().neg().sqrt() * noise_sampler(
-                sigma_1, sigmas[i + 1])
+            sde_noise = _noise_segment(sde_noise, (r - 1) * h * eta, noise_sampler, sigma_1, sigmas[i + 1])
             x = x + sde_noise * sigmas[i + 1] * s_noise
     return x
 
@@ -208,25 +214,21 @@ def sample_seeds_3(model, x, sigmas, extra_args=None, callback=None, disable=Non
         sigma_1, sigma_2 = sigma_at(torch.lerp(lam_s, lam_t, r_1)), sigma_at(torch.lerp(lam_s, lam_t, r_2))
         x_2 = _sde_decay(x, sigmas[i], sigma_1, r_1 * h, eta) - h_phi_1(-r_1 * h_eta) * denoised
         if inject:
-            sde_noise = (-2 * r_1 * h * eta).expm1().neg().sqrt() * noise_sampler(sigmas[i], sigma_1)
+            sde_noise = _noise_segment(None, -r_1 * h * eta, noise_sampler, sigmas[i], sigma_1)
             x_2 = x_2 + sde_noise * sigma_1 * s_noise
         denoised_2 = model(x_2, sigma_1 * s_in, **extra_args)
         a_2 = r_2 / r_1 * h_phi_2(-r_2 * h_eta)
         a_1 = h_phi_1(-r_2 * h_eta) - a_2
         x_3 = _sde_decay(x, sigmas[i], sigma_2, r_2 * h, eta) - (a_1 * denoised + a_2 * denoised_2)
         if inject:
-            segment = (r_1 - r_2) * h * eta
-            sde_noise = sde_noise * segment.exp() + segment.mul(2).expm1().neg().sqrt() * noise_sampler(
-                sigma_1, sigma_2)
+            sde_noise = _noise_segment(sde_noise, (r_1 - r_2) * h * eta, noise_sampler, sigma_1, sigma_2)
             x_3 = x_3 + sde_noise * sigma_2 * s_noise
         denoised_3 = model(x_3, sigma_2 * s_in, **extra_args)
         b_3 = h_phi_2(-h_eta) / r_2
         b_1 = h_phi_1(-h_eta) - b_3
         x = _sde_decay(x, sigmas[i], sigmas[i + 1], h, eta) - (b_1 * denoised + b_3 * denoised_3)
         if inject:
-            segment = (r_2 - 1) * h * eta
-            sde_noise = sde_noise * segment.exp() + segment.mul(2).expm1().neg().sqrt() * noise_sampler(
-                sigma_2, sigmas[i + 1])
+            sde_noise = _noise_segment(sde_noise, (r_2 - 1) * h * eta, noise_sampler, sigma_2, sigmas[i + 1])
             x = x + sde_noise * sigmas[i + 1] * s_noise
     return x
 
