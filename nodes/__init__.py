@@ -17,6 +17,8 @@ MODULES: tuple[str, ...] = (
     "conditioning",
     "latent",
     "sampling",
+    "custom_sampling",
+    "sampler_nodes",
     "image",
     "upscale",
     "notes",
