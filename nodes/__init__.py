@@ -15,9 +15,16 @@ from nodegraph import NodeSpec, SocketType, hookimpl
 MODULES: tuple[str, ...] = (
     "loaders",
     "conditioning",
+    "regions",
     "latent",
+    "latent_ops",
     "sampling",
     "image",
+    "image_ops",
+    "image_filters",
+    "mask",
+    "compositing",
+    "animation",
     "upscale",
     "notes",
 )
