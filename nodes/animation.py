@@ -45,7 +45,7 @@ def _save(images: Any, prefix: str, fmt: str, fps: float, ctx: RunContext, **opt
 def save_animated_webp(images: Any, filename_prefix: str, fps: float, lossless: bool, quality: int, method: str,
                        ctx: RunContext) -> None:
     """Save the batch as one animated WebP, each image a frame shown for 1/fps seconds. The file carries
-    this graph (open it with ``nodegraph run file.webp``; ComfyUI opens it too)."""
+    this graph (open it with "nodegraph run file.webp"; ComfyUI opens it too)."""
     _save(images, filename_prefix, "WEBP", fps, ctx, lossless=lossless, quality=quality,
           method=WEBP_METHODS[method])
 

@@ -11,18 +11,11 @@ from typing import Any
 
 from nodegraph import Boolean, Combo, Float, InputSpec, Int, node
 
-from .values import broadcast_batch, check_image, check_latent, check_mask, resize_mask
+from .values import broadcast_batch, check_image, check_latent, check_mask, check_same_channels, resize_mask
 
 MAX_RESOLUTION = 16384
 PORTER_DUFF_MODES = ("ADD", "CLEAR", "DARKEN", "DST", "DST_ATOP", "DST_IN", "DST_OUT", "DST_OVER", "LIGHTEN",
                      "MULTIPLY", "OVERLAY", "SCREEN", "SRC", "SRC_ATOP", "SRC_IN", "SRC_OUT", "SRC_OVER", "XOR")
-
-
-def _same_channels(destination: Any, source: Any, what: str) -> None:
-    if destination.shape[1] != source.shape[1]:
-        raise ValueError(f"destination {tuple(destination.shape)} and source {tuple(source.shape)} have "
-                         f"{destination.shape[1]} and {source.shape[1]} channels: both must be {what} of the "
-                         "same kind of model")
 
 
 @node("ImageCompositeMasked", display_name="Image Composite Masked", category="image",
@@ -62,7 +55,7 @@ def latent_composite_masked(destination: dict, source: dict, x: int, y: int, res
     from nodes.sd.compositing import composite
 
     dest, src = check_latent(destination, "destination"), check_latent(source, "source")
-    _same_channels(dest, src, "latents")
+    check_same_channels(dest, src, "destination", "source")
     out = dict(destination)
     out["samples"] = composite(dest, src, x, y, None if mask is None else check_mask(mask), 8, resize_source)
     return out

@@ -51,9 +51,9 @@ def _entry(context: Any, pooled: Any, **options: Any) -> list:
 def clip_text_encode(clip: Any, text: str, ctx: RunContext) -> list:
     """Encode a prompt with the checkpoint's text encoder(s).
 
-    Prompt weighting as ComfyUI: ``(a red fox:1.3)``, ``(fox)`` = ×1.1, ``\\(`` for a literal bracket;
+    Prompt weighting as ComfyUI: (a red fox:1.3), (fox) = ×1.1, \\( for a literal bracket;
     prompts longer than 75 tokens are encoded in several 77-token windows and concatenated.
-    ``embedding:name`` inserts a textual-inversion embedding from the ``embeddings`` model folders;
+    "embedding:name" inserts a textual-inversion embedding from the "embeddings" model folders;
     a name with no file there is left out with a warning, as ComfyUI does.
     """
     return _entry(*_encode(clip, ctx, lambda c, library: c.tokenize(text, embeddings=library)))

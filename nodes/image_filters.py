@@ -50,7 +50,7 @@ def image_sharpen(image: Any, sharpen_radius: int, sigma: float, alpha: float) -
                                                           "ordered Bayer pattern of side 2..16")],
       outputs={"IMAGE": "IMAGE"})
 def image_quantize(image: Any, colors: int, dither: str) -> Any:
-    """Reduce each image to a palette of at most ``colors`` colours (chosen per image by median cut),
+    """Reduce each image to a palette of at most "colors" colours (chosen per image by median cut),
     optionally dithered. Alpha passes through unchanged."""
     from nodes.sd.filters import quantize
 

@@ -133,7 +133,7 @@ def image_batch(image1: Any, image2: Any) -> Any:
       inputs={"image": "IMAGE"}, params=[Int("amount", 1, min=1, max=4096, description="how many copies")],
       outputs={"IMAGE": "IMAGE"})
 def repeat_image_batch(image: Any, amount: int) -> Any:
-    """The batch repeated: all its images, then all of them again, ``amount`` times in all."""
+    """The batch repeated: all its images, then all of them again, "amount" times in all."""
     return check_image(image).repeat((amount, 1, 1, 1))
 
 
@@ -144,7 +144,8 @@ def repeat_image_batch(image: Any, amount: int) -> Any:
               Int("length", 1, min=1, max=4096, description="how many images to take")],
       outputs={"IMAGE": "IMAGE"})
 def image_from_batch(image: Any, batch_index: int, length: int) -> Any:
-    """Take ``length`` images from a batch starting at ``batch_index`` (kept inside the batch)."""
+    """Take "length" images from a batch starting at "batch_index" (kept inside the batch; a negative
+    index counts from the end)."""
     image = check_image(image)
     batch = image.shape[0]
     if batch_index < 0:

@@ -6,6 +6,8 @@
   the highest one in the folder and an existing file is never overwritten, even by a second
   process saving at the same moment. A prefix may hold sub-folders but never leaves the output
   folder.
+- ``save_animation`` writes a batch as one animated WebP or PNG (APNG), named and placed the same way,
+  carrying the graph as ComfyUI's animated files do.
 - ``read_graph_from_png`` returns the graph chunks a PNG (or a ComfyUI WebP, whose EXIF holds
   them) carries.
 - ``load_image`` reads any image Pillow reads into ComfyUI's IMAGE and MASK tensors.

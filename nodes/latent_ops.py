@@ -12,7 +12,7 @@ from typing import Any
 from nodegraph import Combo, Float, Int, node
 
 from .image_ops import FLIPS, ROTATIONS, quarter_turns
-from .values import broadcast_batch, check_latent, repeat_to_batch
+from .values import broadcast_batch, check_latent, check_same_channels, repeat_to_batch
 
 MAX_RESOLUTION = 16384
 
@@ -23,20 +23,12 @@ def _with_samples(latent: dict, samples: Any) -> dict:
     return out
 
 
-def _same_channels(samples: Any, target: Any, name: str, target_name: str) -> None:
-    """Latents of different channel counts come from different kinds of model and cannot be combined."""
-    if samples.shape[1] != target.shape[1]:
-        raise ValueError(f"{target_name} {tuple(target.shape)} and {name} {tuple(samples.shape)} have "
-                         f"{target.shape[1]} and {samples.shape[1]} channels: they come from different kinds of "
-                         "model and cannot be combined")
-
-
 def _fit_to(samples: Any, target: Any, name: str, target_name: str, repeat: bool = True) -> Any:
     """``samples`` at ``target``'s size (bilinear, cut to its aspect ratio in the middle) and, with
     ``repeat``, batch (ComfyUI's ``reshape_latent_to``)."""
     from nodes.sd.resize import common_upscale
 
-    _same_channels(samples, target, name, target_name)
+    check_same_channels(target, samples, target_name, name)
     if samples.shape[2:] != target.shape[2:]:
         samples = common_upscale(samples, target.shape[-1], target.shape[-2], "bilinear", "center")
     return repeat_to_batch(samples, target.shape[0]) if repeat else samples
@@ -56,7 +48,7 @@ def latent_composite(samples_to: dict, samples_from: dict, x: int, y: int, feath
     from nodes.sd.compositing import latent_paste
 
     to, src = check_latent(samples_to, "samples_to"), check_latent(samples_from, "samples_from")
-    _same_channels(src, to, "samples_from", "samples_to")
+    check_same_channels(to, src, "samples_to", "samples_from")
     if src.shape[0] not in (1, to.shape[0]):
         raise ValueError(f"samples_to {tuple(to.shape)} and samples_from {tuple(src.shape)} have batches of "
                          f"{to.shape[0]} and {src.shape[0]}: samples_from must be one latent, or one per latent of "
@@ -75,7 +67,7 @@ def latent_blend(samples1: dict, samples2: dict, blend_factor: float) -> dict:
 
     s1, s2 = check_latent(samples1, "samples1"), check_latent(samples2, "samples2")
     broadcast_batch(s1, s2, "samples1", "samples2")
-    _same_channels(s2, s1, "samples2", "samples1")
+    check_same_channels(s1, s2, "samples1", "samples2")
     if s1.shape[2:] != s2.shape[2:]:
         s2 = common_upscale(s2, s1.shape[3], s1.shape[2], "bicubic", "center")
     return _with_samples(samples1, s1 * blend_factor + s2.to(s1) * (1 - blend_factor))
@@ -102,7 +94,8 @@ def latent_subtract(samples1: dict, samples2: dict) -> dict:
       params=[Float("multiplier", 1.0, min=-10.0, max=10.0, step=0.01)],
       outputs={"LATENT": "LATENT"})
 def latent_multiply(samples: dict, multiplier: float) -> dict:
-    """Every latent value times the multiplier."""
+    """Scale latents: every value is multiplied by the multiplier (the noise mask and batch positions are
+    kept)."""
     return _with_samples(samples, check_latent(samples) * multiplier)
 
 
@@ -197,7 +190,7 @@ def latent_crop(samples: dict, width: int, height: int, x: int, y: int) -> dict:
       inputs={"samples": "LATENT"}, params=[Int("amount", 1, min=1, max=64, description="how many copies")],
       outputs={"LATENT": "LATENT"})
 def repeat_latent_batch(samples: dict, amount: int) -> dict:
-    """The batch repeated ``amount`` times. A noise mask per latent is repeated with it, and batch
+    """The batch repeated "amount" times. A noise mask per latent is repeated with it, and batch
     positions continue (each copy gets new positions, so new noise)."""
     latents = check_latent(samples)
     out = _with_samples(samples, latents.repeat((amount, 1, 1, 1)))

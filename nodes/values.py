@@ -8,18 +8,18 @@
 - ``broadcast_batch(a, b, ...)``: the batch two inputs combine to when one of them is 1 or both are equal;
   any other pair is the mismatch ComfyUI refuses too, and the error names both inputs and shapes.
 - ``resize_mask(mask, height, width)``: a mask at another size, bilinear (ComfyUI's mask resizing).
+- ``check_same_channels(a, b, ...)``: latents (channel dim 1) of one kind of model, or a ValueError.
 
 Importing this module does not import torch.
 """
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from .latent import check_latent
 
-__all__ = ["broadcast_batch", "check_image", "check_latent", "check_mask", "repeat_to_batch", "resize_mask",
-           "shape_of"]
+__all__ = ["broadcast_batch", "check_image", "check_latent", "check_mask", "check_same_channels", "repeat_to_batch",
+           "resize_mask", "shape_of"]
 
 
 def shape_of(value: Any) -> str:
@@ -56,13 +56,10 @@ def check_mask(value: Any, name: str = "mask") -> Any:
 
 
 def repeat_to_batch(t: Any, batch: int) -> Any:
-    """``t`` with exactly ``batch`` entries along dim 0: the first ``batch`` of a longer one, a shorter one
-    repeated (ComfyUI's ``repeat_to_batch_size``)."""
-    if t.shape[0] > batch:
-        return t[:batch]
-    if t.shape[0] < batch:
-        return t.repeat((math.ceil(batch / t.shape[0]),) + (1,) * (t.ndim - 1))[:batch]
-    return t
+    """``t`` with exactly ``batch`` entries along dim 0 (nodes/sd/compositing.py's ``repeat_to_batch``)."""
+    from nodes.sd.compositing import repeat_to_batch as fit
+
+    return fit(t, batch)
 
 
 def broadcast_batch(a: Any, b: Any, name_a: str, name_b: str) -> int:
@@ -83,3 +80,11 @@ def resize_mask(mask: Any, height: int, width: int) -> Any:
     if tuple(mask.shape[-2:]) == (height, width):
         return mask
     return F.interpolate(mask.unsqueeze(1), size=(height, width), mode="bilinear").squeeze(1)
+
+
+def check_same_channels(a: Any, b: Any, name_a: str, name_b: str) -> None:
+    """Latents ``[B, C, h, w]`` with different channel counts come from different kinds of model (SD's 4
+    channels, others' 16) and cannot be combined: a ValueError naming both inputs and shapes."""
+    if a.shape[1] != b.shape[1]:
+        raise ValueError(f"{name_a} {tuple(a.shape)} and {name_b} {tuple(b.shape)} have {a.shape[1]} and "
+                         f"{b.shape[1]} channels: they come from different kinds of model and cannot be combined")

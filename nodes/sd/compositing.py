@@ -6,6 +6,7 @@ nodes.py), written out on its own; where ComfyUI has a slip the docstring says w
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -15,10 +16,13 @@ Tensor = torch.Tensor
 
 
 def repeat_to_batch(t: Tensor, batch: int) -> Tensor:
-    """``t`` with exactly ``batch`` entries: a longer batch cut, a shorter one repeated."""
-    from nodes.values import repeat_to_batch as fit
-
-    return fit(t, batch)
+    """``t`` with exactly ``batch`` entries along dim 0: the first ``batch`` of a longer one, a shorter one
+    repeated (ComfyUI's ``repeat_to_batch_size``)."""
+    if t.shape[0] > batch:
+        return t[:batch]
+    if t.shape[0] < batch:
+        return t.repeat((math.ceil(batch / t.shape[0]),) + (1,) * (t.ndim - 1))[:batch]
+    return t
 
 
 # -- pasting a source onto a destination ----------------------------------------------------------------

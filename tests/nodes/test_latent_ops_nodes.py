@@ -68,7 +68,7 @@ def test_latent_blend_weights_samples1_by_the_factor():
 
 
 def test_latent_blend_refuses_batches_that_do_not_combine():
-    with pytest.raises(ValueError, match=r"samples1 \(2, 4, 3, 3\) and samples2 \(3, 4, 3, 3\) have batches of 2 and 3"):
+    with pytest.raises(ValueError, match=r"\(2, 4, 3, 3\) and samples2 \(3, 4, 3, 3\) have batches of 2 and 3"):
         latent_blend(latent(2, 4, 3, 3), latent(3, 4, 3, 3), 0.5)
 
 

@@ -172,8 +172,8 @@ def test_conditioning_average_cuts_a_longer_from_and_pads_a_shorter_one_with_zer
 
 
 def test_conditioning_average_gives_pooled_from_to_an_entry_without_one():
-    out = conditioning_average([[torch.ones(1, 1, 2), {}]], [[torch.ones(1, 1, 2), {"pooled_output": torch.ones(1, 2)}]],
-                               0.3)
+    frm = [[torch.ones(1, 1, 2), {"pooled_output": torch.ones(1, 2)}]]
+    out = conditioning_average([[torch.ones(1, 1, 2), {}]], frm, 0.3)
     torch.testing.assert_close(out[0][1]["pooled_output"], torch.ones(1, 2))
 
 
