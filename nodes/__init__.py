@@ -15,11 +15,18 @@ from nodegraph import NodeSpec, SocketType, hookimpl
 MODULES: tuple[str, ...] = (
     "loaders",
     "conditioning",
+    "regions",
     "latent",
+    "latent_ops",
     "sampling",
     "custom_sampling",
     "sampler_nodes",
     "image",
+    "image_ops",
+    "image_filters",
+    "mask",
+    "compositing",
+    "animation",
     "upscale",
     "notes",
 )

@@ -170,6 +170,8 @@ def _piece(e: CondEntry, x: torch.Tensor, sigma: torch.Tensor) -> _Piece | None:
     if area is not None:
         h, w, top, left = area
         h, w = min(x.shape[2] - top, h), min(x.shape[3] - left, w)
+        if h <= 0 or w <= 0:  # an area wholly outside the latent has nothing to act on
+            return None
         area = (h, w, top, left)
         x_in = x[:, :, top:top + h, left:left + w]
     if e.mask is not None:
