@@ -45,6 +45,7 @@ from nodegraph import format as graph_format
 from nodegraph.api import Session
 from nodegraph.context import DEVICES, DTYPES, RunOptions
 from nodegraph.errors import UsageError
+from nodegraph.exitcodes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK
 from nodegraph.graph import Graph, GraphChange, Node
 from nodegraph.registry import Registry
 
@@ -60,8 +61,6 @@ first and last values go through the param's parser and limits (the CLI checks e
 MANIFEST = "manifest.json"
 STOP_TIMEOUT_MS = 20_000
 """Closing while a batch runs: how long running items get to finish before the batch is killed."""
-
-EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 # -- sweeps ------------------------------------------------------------------------------------

@@ -8,8 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import GraphLoadError, UsageError
-
-EXIT_OK, EXIT_INVALID = 0, 2
+from ..exitcodes import EXIT_INVALID, EXIT_OK
 
 IMPORT_EPILOG = """\
 FILE: a ComfyUI workflow (.json, UI format 0.4 or 1), an API prompt (.json), or a PNG/WebP that
