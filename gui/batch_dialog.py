@@ -46,7 +46,7 @@ from nodegraph.api import Session
 from nodegraph.context import DEVICES, DTYPES, RunOptions
 from nodegraph.errors import UsageError
 from nodegraph.exitcodes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK
-from nodegraph.graph import Graph, GraphChange, Node
+from nodegraph.graph import ChangeKind, Graph, GraphChange, Node
 from nodegraph.registry import Registry
 
 from . import theme
@@ -936,9 +936,9 @@ class BatchDialog(QDialog):
             self._listening = None
 
     def _graph_changed(self, change: GraphChange) -> None:
-        if change.kind in ("node_added", "node_removed", "node_changed"):
+        if change.kind in (ChangeKind.NODE_ADDED, ChangeKind.NODE_REMOVED, ChangeKind.NODE_CHANGED):
             self._refresh_timer.start()
-        elif change.kind == "param_changed":
+        elif change.kind == ChangeKind.PARAM_CHANGED:
             self._recount_timer.start()  # e.g. a COMBO's choices may depend on other params
 
     def _graph_replaced(self) -> None:

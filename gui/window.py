@@ -18,7 +18,7 @@ from PySide6.QtWidgets import (QDockWidget, QFileDialog, QLabel, QMainWindow, QM
 
 from nodegraph.api import Session
 from nodegraph.errors import GraphLoadError, Problem
-from nodegraph.graph import Graph, GraphChange
+from nodegraph.graph import ChangeKind, Graph, GraphChange
 
 from . import batch_dialog
 from .document import Document
@@ -32,6 +32,9 @@ from .runner import RunOutcome, Runner
 from .view import GraphView
 
 GRAPH_FILTER = "Graphs and ComfyUI workflows (*.json *.png *.webp);;All files (*)"
+_CHANGES_RESULTS = frozenset({ChangeKind.PARAM_CHANGED, ChangeKind.MODE_CHANGED,
+                              ChangeKind.LINK_ADDED, ChangeKind.LINK_REMOVED})
+"""Edits after which a node's last results (and those downstream) are stale."""
 
 
 class Dialogs:
@@ -448,8 +451,7 @@ class MainWindow(QMainWindow):
     def _graph_changed(self, ch: GraphChange) -> None:
         self.autosaver.changed()
         self.params.on_graph_change(ch)
-        if (ch.kind in ("param_changed", "mode_changed") or ch.kind.startswith("link")) \
-                and not self._advancing:
+        if ch.kind in _CHANGES_RESULTS and not self._advancing:
             self._mark_stale(ch.node_id)
         if self._problems:
             self._revalidate.start()

@@ -10,13 +10,16 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout
                                QLabel, QLineEdit, QPlainTextEdit, QScrollArea, QSpinBox,
                                QVBoxLayout, QWidget)
 
-from nodegraph.graph import GraphChange
+from nodegraph.graph import ChangeKind, GraphChange
 from nodegraph.registry import BOOLEAN, COMBO, CONTROL_MODES, FLOAT, INT, STRING, ParamSpec
 
 from ..document import Document
 from ..items.node import float_decimals
 
 _INT32 = 2**31 - 1
+_SHOWN_FIELDS = frozenset({ChangeKind.PARAM_CHANGED, ChangeKind.MODE_CHANGED, ChangeKind.NODE_CHANGED,
+                           ChangeKind.CONTROL_CHANGED, ChangeKind.EXTRA_CHANGED})
+"""Changes of a node that the panel's widgets show (they are synced, not rebuilt)."""
 
 
 class ParamsPanel(QScrollArea):
@@ -196,14 +199,13 @@ class ParamsPanel(QScrollArea):
 
     # -- following -------------------------------------------------------------------------
     def on_graph_change(self, ch: GraphChange) -> None:
-        if self.node_id is None:
+        if self.node_id is None or ch.node_id != self.node_id:
             return
-        if ch.kind == "node_removed" and ch.node_id == self.node_id:
+        if ch.kind == ChangeKind.NODE_REMOVED:
             self.show_node(None)
-        elif ch.kind in ("link_added", "link_removed") and ch.node_id == self.node_id:
+        elif ch.kind in (ChangeKind.LINK_ADDED, ChangeKind.LINK_REMOVED):
             self.show_node(self.node_id)
-        elif ch.node_id == self.node_id and ch.kind in ("param_changed", "mode_changed",
-                                                           "node_changed"):
+        elif ch.kind in _SHOWN_FIELDS:
             self._sync()
 
     def _sync(self) -> None:
