@@ -28,6 +28,7 @@ from .panels.log import LogPanel
 from .panels.packs import PacksDialog
 from .panels.params import ParamsPanel
 from .panels.viewer import ImageViewer
+from .run_display import RunDisplay
 from .runner import RunOutcome, Runner
 from .view import GraphView
 
@@ -133,6 +134,7 @@ class MainWindow(QMainWindow):
         self.params_dock = self._dock("Params", "paramsDock", self.params, Qt.RightDockWidgetArea)
         self.viewer_dock = self._dock("Image", "viewerDock", self.viewer, Qt.RightDockWidgetArea)
         self.log_dock = self._dock("Run", "logDock", self.log, Qt.BottomDockWidgetArea)
+        self.run_display = RunDisplay(self.doc, self.scene, self.log, self.viewer)
         self.splitDockWidget(self.params_dock, self.viewer_dock, Qt.Vertical)
         self._layout_restored = False
 
@@ -238,9 +240,7 @@ class MainWindow(QMainWindow):
         self.doc.path_changed.connect(self._update_title)
         self.doc.graph_replaced.connect(self._graph_replaced)
         self.runner.problems.connect(self._show_problems)
-        self.runner.run_started.connect(self._run_started)
-        self.runner.node_state.connect(self._node_state)
-        self.runner.node_progress.connect(self._node_progress)
+        self.runner.event.connect(self.run_display.on_event)
         self.runner.run_finished.connect(self._run_finished)
 
     # -- layout persistence ---------------------------------------------------------------------
@@ -452,7 +452,7 @@ class MainWindow(QMainWindow):
         self.autosaver.changed()
         self.params.on_graph_change(ch)
         if ch.kind in _CHANGES_RESULTS and not self._advancing:
-            self._mark_stale(ch.node_id)
+            self.run_display.mark_stale(ch.node_id)
         if self._problems:
             self._revalidate.start()
         if self.doc.dirty != getattr(self, "_shown_dirty", None):
@@ -464,22 +464,6 @@ class MainWindow(QMainWindow):
         self.params.show_node(None)
         self.viewer.show_images([])
         self._update_title()
-
-    def _mark_stale(self, node_id: str | None) -> None:
-        """An edited node and everything downstream lose their "done/cached" mark."""
-        if node_id is None:
-            return
-        g = self.doc.graph
-        stack, seen = [node_id], set()
-        while stack:
-            nid = stack.pop()
-            if nid in seen:
-                continue
-            seen.add(nid)
-            item = self.scene.node_items.get(nid)
-            if item is not None and item.state in ("done", "cached", "failed", "interrupted"):
-                item.set_state(None)
-            stack.extend(lk.dst for lk in g.links_from(nid))
 
     def focus_node(self, node_id: str) -> None:
         item = self.scene.node_items.get(node_id)
@@ -531,54 +515,12 @@ class MainWindow(QMainWindow):
         if errs:
             self.statusBar().showMessage(f"{len(errs)} problem(s): {errs[0]}", 8000)
 
-    def _run_started(self, node_ids: list[str]) -> None:
-        types = {nid: self.doc.graph.nodes[nid].type for nid in node_ids
-                 if nid in self.doc.graph.nodes}
-        self.log.start_run(node_ids, types)
-        for nid in node_ids:
-            item = self.scene.node_items.get(nid)
-            if item is not None:
-                item.set_state("queued")
-
-    def _node_state(self, node_id: str, state: str, info: dict) -> None:
-        item = self.scene.node_items.get(node_id)
-        seconds = info.get("seconds")
-        self.log.set_state(node_id, state, seconds)
-        if item is None:
-            return
-        if state == "failed":
-            item.set_state("failed", error=info.get("error"))
-            self.scene.node_moved(node_id)
-            self.log.append(f"node {node_id} ({item.node.type}) failed: {info.get('error')}",
-                            "error")
-            return
-        item.set_state(state, seconds=seconds)
-        images = info.get("images") or []
-        if images:
-            self.scene.set_node_images(node_id, images)
-            self.viewer.show_images(images, item.title_text())
-        elif state in ("done", "cached") and item.preview is not None and not item.images:
-            item.preview = None
-            item.relayout()
-            self.scene.node_moved(node_id)
-
-    def _node_progress(self, node_id: str, step: int, total: int, preview) -> None:
-        item = self.scene.node_items.get(node_id)
-        if item is not None:
-            item.set_progress(step, total, preview)
-            if preview is not None:
-                self.scene.node_moved(node_id)
-
     def _run_finished(self, out: RunOutcome) -> None:
         self._update_run_actions()
         if out.status == "invalid":
             self.log.append(f"nothing ran: {out.message}", "error")
             return
-        for item in self.scene.node_items.values():
-            if item.state == "queued":
-                item.set_state(None)
-            elif item.state == "running":
-                item.set_state("interrupted" if out.status == "interrupted" else None)
+        self.run_display.run_ended(interrupted=out.status == "interrupted")
         level = {"finished": "info", "interrupted": "warning"}.get(out.status, "error")
         text = {"finished": f"run finished: {out.message}",
                 "interrupted": f"run stopped ({len(out.executed)} ran, {len(out.cached)} cached)",
