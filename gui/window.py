@@ -20,7 +20,7 @@ from nodegraph.api import Session
 from nodegraph.errors import GraphLoadError, Problem
 from nodegraph.graph import ChangeKind, Graph, GraphChange
 
-from . import batch_dialog
+from .batch.dialog import show_batch_dialog
 from .document import Document
 from .files import AppSettings, Autosaver, RecoveryEntry, find_recoverable
 from .panels.library import NodeLibrary
@@ -177,7 +177,7 @@ class MainWindow(QMainWindow):
                                     "Run the graph (Ctrl+Enter)")
         self.act_stop = self._action("Stop", self.stop, "Esc", "Stop the run (Esc)")
         self.act_packs = self._action("Node &Packs…", self.show_packs)
-        self.act_batch = self._action("&Batch…", lambda: batch_dialog.show_batch_dialog(self),
+        self.act_batch = self._action("&Batch…", lambda: show_batch_dialog(self),
                                       tip="Run sweeps of this graph with nodegraph batch")
 
         mb = self.menuBar()
