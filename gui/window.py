@@ -160,7 +160,6 @@ class MainWindow(QMainWindow):
         return a
 
     def _build_actions(self) -> None:
-        va = self.view.actions_by_name
         self.act_new = self._action("&New", self.new_file, QKeySequence.New)
         self.act_new_window = self._action("New &Window", self.new_window, "Ctrl+Shift+N")
         self.act_open = self._action("&Open…", lambda: self.open_file(), QKeySequence.Open)
@@ -179,7 +178,12 @@ class MainWindow(QMainWindow):
         self.act_packs = self._action("Node &Packs…", self.show_packs)
         self.act_batch = self._action("&Batch…", lambda: show_batch_dialog(self),
                                       tip="Run sweeps of this graph with nodegraph batch")
+        self._build_menus()
+        self._build_toolbar()
+        self.statusBar().showMessage("Ready", 3000)
 
+    def _build_menus(self) -> None:
+        va = self.view.actions_by_name
         mb = self.menuBar()
         m = mb.addMenu("&File")
         for a in (self.act_new, self.act_new_window, self.act_open):
@@ -212,6 +216,7 @@ class MainWindow(QMainWindow):
         m = mb.addMenu("&Help")
         m.addAction(self.act_packs)
 
+    def _build_toolbar(self) -> None:
         tb = QToolBar("Run", self)
         tb.setObjectName("runToolbar")
         tb.setMovable(False)
@@ -222,7 +227,7 @@ class MainWindow(QMainWindow):
         tb.addAction(self.act_stop)
         tb.widgetForAction(self.act_stop).setObjectName("stopButton")
         tb.addSeparator()
-        tb.addAction(va["fit_all"])
+        tb.addAction(self.view.actions_by_name["fit_all"])
         tb.addAction(self.act_undo)
         tb.addAction(self.act_redo)
         spacer = QWidget(tb)
@@ -231,7 +236,6 @@ class MainWindow(QMainWindow):
         self.readout = QLabel(tb)
         self.readout.setObjectName("readout")
         tb.addWidget(self.readout)
-        self.statusBar().showMessage("Ready", 3000)
 
     def _connect(self) -> None:
         self.scene.selectionChanged.connect(self._selection_changed)

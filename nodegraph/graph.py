@@ -118,6 +118,16 @@ def _ref(ref: NodeRef) -> str:
     return ref.id if isinstance(ref, Node) else ref
 
 
+def _put(fields: dict[str, Any], key: str, value: Any) -> Any:
+    """Set ``fields[key]``, or remove it for None; returns what it was (None: absent)."""
+    old = fields.get(key)
+    if value is None:
+        fields.pop(key, None)
+    else:
+        fields[key] = value
+    return old
+
+
 class Graph:
     """Nodes (by id), links (by destination input), groups and free-form ``meta``.
 
@@ -323,22 +333,14 @@ class Graph:
         if mode is not None and mode not in CONTROL_MODES:
             raise UsageError(f"control mode {mode!r} is not one of {', '.join(CONTROL_MODES)}")
         node = self.node(ref)
-        old = node.control_after_run.get(param)
-        if mode is None:
-            node.control_after_run.pop(param, None)
-        else:
-            node.control_after_run[param] = mode
+        old = _put(node.control_after_run, param, mode)
         self._notify(GraphChange(ChangeKind.CONTROL_CHANGED, node.id, param, old, mode))
 
     def set_extra(self, ref: NodeRef, key: str, value: Any) -> None:
         """Set a field of ``node.extra`` (kept in the file; e.g. the editor's ``collapsed``);
         None removes it."""
         node = self.node(ref)
-        old = node.extra.get(key)
-        if value is None:
-            node.extra.pop(key, None)
-        else:
-            node.extra[key] = value
+        old = _put(node.extra, key, value)
         self._notify(GraphChange(ChangeKind.EXTRA_CHANGED, node.id, key, old, value))
 
     def set_groups(self, groups: Iterable[Group]) -> None:
