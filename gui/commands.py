@@ -1,7 +1,7 @@
 """Undo commands: every user edit of the graph is one QUndoCommand (one action = one undo step).
 
-Commands hold ids and plain values (never items), change the Graph through its methods (or the
-helpers in :mod:`gui.graphops`), and the scene follows the graph's change notifications. A
+Commands hold ids and plain values (never items), change the Graph through its methods, and the
+scene follows the graph's change notifications. A
 command's first ``redo`` may find its change already made (a drag moves nodes live, then pushes
 the move): redo sets the final state, so that is harmless.
 """
@@ -53,7 +53,7 @@ class AddNodes(GraphCommand):
                 self.replaced.append(old)
             g.add_link(link)
         if self.groups:
-            graphops.set_groups(g, list(g.groups) + self.groups)
+            g.set_groups(list(g.groups) + self.groups)
 
     def undo(self) -> None:
         g = self.graph
@@ -62,7 +62,7 @@ class AddNodes(GraphCommand):
             for grp in self.groups:
                 if grp in keep:
                     keep.remove(grp)
-            graphops.set_groups(g, keep)
+            g.set_groups(keep)
         for n in reversed(self.nodes):
             g.remove_node(n.id)
         for link in self.replaced:
@@ -106,12 +106,12 @@ class RemoveItems(GraphCommand):
         for n in self.nodes:
             g.remove_node(n.id)
         if self.new_groups != self.old_groups:
-            graphops.set_groups(g, self.new_groups)
+            g.set_groups(self.new_groups)
 
     def undo(self) -> None:
         g = self.graph
         if self.new_groups != self.old_groups:
-            graphops.set_groups(g, self.old_groups)
+            g.set_groups(self.old_groups)
         for n in self.nodes:
             g.add(copy.deepcopy(n))
         for lk in self.links:
@@ -202,7 +202,7 @@ class Move(GraphCommand):
         for pair in self.links.values():
             g.add_link(pair[which])
         if self.groups is not None:
-            graphops.set_groups(g, self.groups[which])
+            g.set_groups(self.groups[which])
 
     def redo(self) -> None:
         self._apply(1)
@@ -266,10 +266,10 @@ class SetControl(GraphCommand):
         self.node_id, self.param, self.old, self.new = node_id, param, old, new
 
     def redo(self) -> None:
-        graphops.set_control(self.graph, self.node_id, self.param, self.new)
+        self.graph.set_control(self.node_id, self.param, self.new)
 
     def undo(self) -> None:
-        graphops.set_control(self.graph, self.node_id, self.param, self.old)
+        self.graph.set_control(self.node_id, self.param, self.old)
 
 
 class SetGroups(GraphCommand):
@@ -281,7 +281,7 @@ class SetGroups(GraphCommand):
         self.new = [copy.deepcopy(g) for g in new]
 
     def redo(self) -> None:
-        graphops.set_groups(self.graph, self.new)
+        self.graph.set_groups(self.new)
 
     def undo(self) -> None:
-        graphops.set_groups(self.graph, self.old)
+        self.graph.set_groups(self.old)

@@ -71,6 +71,14 @@ def dragged(param: ParamSpec, start: Any, dx: float) -> Any:
     return as_kind(param, clamp(param, base + steps * step_size(param)))
 
 
+def param_choices(param: ParamSpec, doc: Any) -> tuple:
+    """A COMBO's choices as the editor offers them (none if they cannot be listed now)."""
+    try:
+        return tuple(param.resolve_choices(getattr(doc, "options", None)))
+    except Exception:
+        return ()
+
+
 def parse_text(param: ParamSpec, text: str) -> Any:
     """A typed value for ``text`` (ValueError if it is not one); numbers are clamped."""
     if param.kind == INT:

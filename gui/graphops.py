@@ -1,11 +1,8 @@
-"""Small edits the engine's Graph has no method for yet, plus graph fragments for the clipboard.
+"""Graph fragments for the clipboard, reroute points, group membership, and the editor's flags.
 
 The editor changes a graph only through Graph methods (so the scene, which listens, follows).
-Three edits have no method in ``nodegraph.graph`` today: a node's ``collapsed`` flag (kept in
-``node.extra``, which the file format preserves), a node's ``control_after_run`` modes, and the
-list of groups. The helpers below make those edits and send the same GraphChange notifications
-a Graph method would (see the report: the engine should grow ``set_groups``, ``set_control`` and
-an ``extra`` field for ``update_node``; then these become one-line calls).
+A node's ``collapsed`` flag is an editor field kept in ``node.extra`` (which the file format
+preserves), set with ``Graph.set_extra``.
 
 Reroute points live on a link: ``link.extra["reroutes"] = [[x, y], ...]`` (kept by the format;
 the executor ignores them).
@@ -17,45 +14,19 @@ from collections.abc import Iterable
 from typing import Any
 
 from nodegraph import format as graph_format
-from nodegraph.graph import Graph, GraphChange, Group, Link, Node, id_sort_key
+from nodegraph.graph import Graph, Group, Link, Node, id_sort_key
 
 FRAGMENT_MIME = "application/x-nodegraph-fragment"
-
-
-def _notify(graph: Graph, change: GraphChange) -> None:
-    graph._notify(change)  # noqa: SLF001 - see the module docstring
+COLLAPSED = "collapsed"
+"""The ``node.extra`` key of a node drawn as its title bar only."""
 
 
 def is_collapsed(node: Node) -> bool:
-    return bool(node.extra.get("collapsed", False))
+    return bool(node.extra.get(COLLAPSED, False))
 
 
 def set_collapsed(graph: Graph, node_id: str, collapsed: bool) -> None:
-    node = graph.node(node_id)
-    old = is_collapsed(node)
-    if collapsed:
-        node.extra["collapsed"] = True
-    else:
-        node.extra.pop("collapsed", None)
-    _notify(graph, GraphChange("node_changed", node_id, "collapsed", old, collapsed))
-
-
-def set_control(graph: Graph, node_id: str, param: str, mode: str | None) -> None:
-    """Set (or, with None, clear) the "control after run" mode of one param."""
-    node = graph.node(node_id)
-    old = dict(node.control_after_run)
-    if mode is None:
-        node.control_after_run.pop(param, None)
-    else:
-        node.control_after_run[param] = mode
-    _notify(graph, GraphChange("node_changed", node_id, "control_after_run", old,
-                               dict(node.control_after_run)))
-
-
-def set_groups(graph: Graph, groups: Iterable[Group]) -> None:
-    old = graph.groups
-    graph.groups = [copy.deepcopy(g) for g in groups]
-    _notify(graph, GraphChange("groups_changed", old=old, new=graph.groups))
+    graph.set_extra(node_id, COLLAPSED, True if collapsed else None)
 
 
 def reroutes(link: Link) -> list[tuple[float, float]]:

@@ -1,11 +1,11 @@
 """Runs a graph on a worker thread through the engine's API and reports back with Qt signals.
 
 The run works on a copy of the graph (the user may keep editing), so the executor's cache decides
-what re-runs: after a param edit only the changed node and what depends on it run again. Engine
-events arrive on the worker thread; they are turned into plain values and QImages there and
-delivered to the UI thread by queued signals. Progress is coalesced (at most one update per node
-every 40 ms, plus the last step). Stop asks the executor to interrupt: a node that reports
-progress stops at its next step.
+what re-runs: after a param edit only the changed node and what depends on it run again. The
+engine's events (:mod:`nodegraph.events`) are forwarded as they are, by a queued signal, together
+with the QImages made from them on the worker thread (images shown by a node, a progress
+preview). Progress is coalesced (at most one update per node every 40 ms, plus the last step).
+Stop asks the executor to interrupt: a node that reports progress stops at its next step.
 """
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
+from PySide6.QtGui import QImage
 
 from nodegraph import events as ev
 from nodegraph.api import Session
@@ -42,7 +43,7 @@ class RunOutcome:
 
 
 class _Worker(QObject):
-    event = Signal(object)  # a tuple (kind, node_id, payload)
+    event = Signal(object, object)  # an engine event, the QImages made from it (a list)
     done = Signal(object)  # RunOutcome
 
     def __init__(self, session: Session, graph: Graph):
@@ -77,37 +78,29 @@ class _Worker(QObject):
                              seconds=time.perf_counter() - t0)
         self.done.emit(out)
 
-    def _on_event(self, e: Any) -> None:
-        if isinstance(e, ev.RunStarted):
-            self.event.emit(("started", None, list(e.node_ids)))
-        elif isinstance(e, ev.NodeStarted):
-            self.event.emit(("running", e.node_id, None))
-        elif isinstance(e, ev.Progress):
-            now = time.perf_counter()
-            last = self._last_progress.get(e.node_id, 0.0)
-            if now - last < PROGRESS_INTERVAL and e.step < e.total:
+    def _on_event(self, e: ev.Event) -> None:
+        if isinstance(e, ev.Progress):
+            if not self._progress_due(e):
                 return
-            self._last_progress[e.node_id] = now
-            preview = None
-            if e.preview is not None:
-                try:
-                    imgs = to_qimages(e.preview, limit=1)
-                    preview = imgs[0] if imgs else None
-                except Exception:
-                    preview = None
-            self.event.emit(("progress", e.node_id, (e.step, e.total, preview)))
-        elif isinstance(e, ev.NodeFinished):
-            self.event.emit(("done", e.node_id, (e.seconds, _safe_images(e.ui), e.ui)))
-        elif isinstance(e, ev.NodeCached):
-            self.event.emit(("cached", e.node_id, (None, _safe_images(e.ui), e.ui)))
-        elif isinstance(e, ev.NodeFailed):
-            msg = f"{type(e.error).__name__}: {e.error}"
-            self.event.emit(("failed", e.node_id, (msg, e.traceback)))
+            images = _safe_images(to_qimages, e.preview, limit=1) if e.preview is not None else []
+        elif isinstance(e, (ev.NodeFinished, ev.NodeCached)):
+            images = _safe_images(ui_images, e.ui)
+        else:
+            images = []
+        self.event.emit(e, images)
+
+    def _progress_due(self, e: ev.Progress) -> bool:
+        """At most one progress update per node every PROGRESS_INTERVAL, and always the last."""
+        now = time.perf_counter()
+        if now - self._last_progress.get(e.node_id, 0.0) < PROGRESS_INTERVAL and e.step < e.total:
+            return False
+        self._last_progress[e.node_id] = now
+        return True
 
 
-def _safe_images(ui: dict[str, Any]) -> list:
+def _safe_images(convert: Any, what: Any, **kw: Any) -> list[QImage]:
     try:
-        return ui_images(ui)
+        return convert(what, **kw)
     except Exception:
         return []
 
@@ -115,16 +108,14 @@ def _safe_images(ui: dict[str, Any]) -> list:
 class Runner(QObject):
     """One run at a time for one editor window.
 
-    Signals: ``problems(list[Problem])`` before a run (validation), ``run_started(node ids)``,
-    ``node_state(node id, state, info)`` with state queued/running/cached/done/failed and info
-    ``{"seconds", "images", "ui", "error", "traceback"}``, ``node_progress(node id, step, total,
-    QImage or None)``, ``run_finished(RunOutcome)``.
+    Signals: ``problems(list[Problem])`` before a run (validation); ``event(engine event,
+    list[QImage])`` for each event of the run (:mod:`nodegraph.events`, in the engine's order;
+    the images are those a finished or cached node shows, or a progress preview);
+    ``run_finished(RunOutcome)`` at the end, also when validation stopped the run.
     """
 
     problems = Signal(list)
-    run_started = Signal(list)
-    node_state = Signal(str, str, dict)
-    node_progress = Signal(str, int, int, object)
+    event = Signal(object, object)
     run_finished = Signal(object)
 
     def __init__(self, session: Session, parent: QObject | None = None):
@@ -161,7 +152,7 @@ class Runner(QObject):
         worker = _Worker(self.session, graph.copy())
         worker.moveToThread(thread)
         thread.started.connect(worker.run)
-        worker.event.connect(self._on_event)
+        worker.event.connect(self.event)
         worker.done.connect(self._on_done)
         self._thread, self._worker = thread, worker
         thread.start()
@@ -175,23 +166,6 @@ class Runner(QObject):
     def wait(self, ms: int = 30000) -> bool:
         """Block until the worker thread ends (shutdown and tests)."""
         return self._thread.wait(ms) if self._thread is not None else True
-
-    @Slot(object)
-    def _on_event(self, e: tuple) -> None:
-        kind, node_id, payload = e
-        if kind == "started":
-            self.run_started.emit(payload)
-        elif kind == "running":
-            self.node_state.emit(node_id, "running", {})
-        elif kind == "progress":
-            step, total, preview = payload
-            self.node_progress.emit(node_id, step, total, preview)
-        elif kind in ("done", "cached"):
-            seconds, images, ui = payload
-            self.node_state.emit(node_id, kind, {"seconds": seconds, "images": images, "ui": ui})
-        elif kind == "failed":
-            msg, tb = payload
-            self.node_state.emit(node_id, "failed", {"error": msg, "traceback": tb})
 
     @Slot(object)
     def _on_done(self, out: RunOutcome) -> None:

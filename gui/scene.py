@@ -10,6 +10,7 @@ Wires whose nodes moved are marked dirty and recomputed together, once per frame
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from PySide6.QtCore import QLine, QPointF, QRectF, QTimer, Signal
@@ -17,7 +18,7 @@ from PySide6.QtGui import QImage, QPainter, QPen
 from PySide6.QtWidgets import QGraphicsItem, QGraphicsScene
 
 from nodegraph.errors import Problem
-from nodegraph.graph import Graph, GraphChange, Link
+from nodegraph.graph import ChangeKind, Graph, GraphChange, Link
 from nodegraph.registry import Registry
 
 from . import graphops, theme
@@ -29,6 +30,9 @@ from .items.wire import WireItem
 
 GRID = 20
 SCENE_HALF = 200_000.0
+_KEEP_GEOMETRY = frozenset({ChangeKind.PARAM_CHANGED, ChangeKind.MODE_CHANGED,
+                            ChangeKind.CONTROL_CHANGED, ChangeKind.GROUPS_CHANGED})
+"""Changes after which the zoomed-out overview only repaints (no node or wire moved)."""
 
 
 @dataclass(frozen=True)
@@ -70,6 +74,20 @@ class GraphScene(QGraphicsScene):
         self.overview: OverviewItem | None = None
         self.editing: tuple[str, str] | None = None
         self.show_grid = True
+        self._handlers: dict[ChangeKind, Callable[[GraphChange], None]] = {
+            ChangeKind.NODE_ADDED: self._node_added,
+            ChangeKind.NODE_REMOVED: self._node_removed,
+            ChangeKind.LINK_ADDED: self._link_added,
+            ChangeKind.LINK_REMOVED: self._link_removed,
+            ChangeKind.PARAM_CHANGED: self._node_repaint,
+            ChangeKind.CONTROL_CHANGED: self._node_repaint,
+            ChangeKind.MODE_CHANGED: self._mode_changed,
+            ChangeKind.NODE_CHANGED: self._node_changed,
+            ChangeKind.EXTRA_CHANGED: self._node_changed,
+            ChangeKind.GROUPS_CHANGED: self._groups_changed,
+        }
+        """What the scene does for each kind of change (after it, the overview and
+        ``graph_changed`` follow for every kind)."""
         self.set_graph(graph)
 
     # -- building --------------------------------------------------------------------------
@@ -160,54 +178,66 @@ class GraphScene(QGraphicsScene):
 
     # -- following the graph -----------------------------------------------------------------
     def _on_change(self, ch: GraphChange) -> None:
-        kind = ch.kind
-        if kind == "node_added":
-            self._add_node_item(ch.node_id)
-            # links loaded before their node (possible in files) get their wires now
-            for key in list(self._wires_of.get(ch.node_id, ())):
-                self._mark(key)
-        elif kind == "node_removed":
-            item = self.node_items.pop(ch.node_id, None)
-            if item is not None:
-                self.decorated.discard(item)
-                self.removeItem(item)
-        elif kind == "link_added":
-            self._add_wire(ch.link)
-            self._touch_ends(ch.link)
-        elif kind == "link_removed":
-            wire = self.wires.get((ch.link.dst, ch.link.input))
-            if wire is not None and wire.link == ch.link:
-                del self.wires[wire.key]
-                self._drop_wire(wire)
-            self._touch_ends(ch.link)
-        elif kind == "param_changed":
-            item = self.node_items.get(ch.node_id)
-            if item is not None:
-                item.update()
-        elif kind == "mode_changed":
-            item = self.node_items.get(ch.node_id)
-            if item is not None:
-                item.update()
-                for key in self._wires_of.get(ch.node_id, ()):
-                    w = self.wires.get(key)
-                    if w is not None:
-                        w.update()
-        elif kind == "node_changed":
-            item = self.node_items.get(ch.node_id)
-            if item is not None:
-                if ch.name == "pos":
-                    x, y = ch.new
-                    if item.pos() != QPointF(x, y):
-                        item.setPos(float(x), float(y))
-                elif ch.name in ("title", "size", "collapsed"):
-                    item.relayout()
-                item.update()
-                self.node_moved(ch.node_id)
-        elif kind == "groups_changed":
-            self._rebuild_groups()
-        self.refresh_overview(geometry=kind not in ("param_changed", "mode_changed",
-                                                    "groups_changed"))
+        handler = self._handlers.get(ch.kind)
+        if handler is not None:
+            handler(ch)
+        self.refresh_overview(geometry=ch.kind not in _KEEP_GEOMETRY)
         self.graph_changed.emit(ch)
+
+    def _node_added(self, ch: GraphChange) -> None:
+        self._add_node_item(ch.node_id)
+        # links loaded before their node (possible in files) get their wires now
+        for key in list(self._wires_of.get(ch.node_id, ())):
+            self._mark(key)
+
+    def _node_removed(self, ch: GraphChange) -> None:
+        item = self.node_items.pop(ch.node_id, None)
+        if item is not None:
+            self.decorated.discard(item)
+            self.removeItem(item)
+
+    def _link_added(self, ch: GraphChange) -> None:
+        self._add_wire(ch.link)
+        self._touch_ends(ch.link)
+
+    def _link_removed(self, ch: GraphChange) -> None:
+        wire = self.wires.get((ch.link.dst, ch.link.input))
+        if wire is not None and wire.link == ch.link:
+            del self.wires[wire.key]
+            self._drop_wire(wire)
+        self._touch_ends(ch.link)
+
+    def _node_repaint(self, ch: GraphChange) -> None:
+        """A param or a control mode: the node paints it, its size stays."""
+        item = self.node_items.get(ch.node_id)
+        if item is not None:
+            item.update()
+
+    def _mode_changed(self, ch: GraphChange) -> None:
+        item = self.node_items.get(ch.node_id)
+        if item is not None:
+            item.update()
+            for key in self._wires_of.get(ch.node_id, ()):
+                w = self.wires.get(key)
+                if w is not None:
+                    w.update()
+
+    def _node_changed(self, ch: GraphChange) -> None:
+        """An editor field (pos, size, title, color) or an extra (``collapsed``)."""
+        item = self.node_items.get(ch.node_id)
+        if item is None:
+            return
+        if ch.kind == ChangeKind.NODE_CHANGED and ch.name == "pos":
+            x, y = ch.new
+            if item.pos() != QPointF(x, y):
+                item.setPos(float(x), float(y))
+        elif ch.kind == ChangeKind.EXTRA_CHANGED or ch.name in ("title", "size"):
+            item.relayout()
+        item.update()
+        self.node_moved(ch.node_id)
+
+    def _groups_changed(self, ch: GraphChange) -> None:
+        self._rebuild_groups()
 
     def _touch_ends(self, link: Link) -> None:
         for nid in (link.src, link.dst):

@@ -1,62 +1,39 @@
-"""The canvas view: turns mouse and keyboard gestures into Document edits.
+"""The canvas view: turns mouse and keyboard input into Document edits.
 
 Items do not handle events themselves; the view finds what is under the cursor (a socket, a param
-row, a title, a wire, a group's title bar, empty canvas) and runs the gesture: drag a wire, step or
-drag a value, move the selection, rubber-band select, pan, zoom to the cursor. Each finished
-gesture is one Document call, i.e. one undo step.
+row, a title, a wire, a group's title bar, empty canvas) and starts the gesture for it — one object
+per gesture (:mod:`gui.gestures`: move, wire, param drag, group resize, pan) that follows the mouse
+until the button comes up. Each finished gesture is one Document call, i.e. one undo step. The
+view also zooms to the cursor, rubber-band selects, opens the node search and the in-place text
+editor; its menus are in :mod:`gui.menus`, copy and paste in :mod:`gui.clipboard`.
 """
 from __future__ import annotations
 
-import copy
-from dataclasses import dataclass, field
-
-from PySide6.QtCore import QEvent, QMimeData, QPoint, QPointF, QRectF, Qt, Signal
+from PySide6.QtCore import QEvent, QPoint, QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QAction, QKeySequence, QMouseEvent, QPainter, QWheelEvent
-from PySide6.QtWidgets import QApplication, QFrame, QGraphicsView, QMenu
+from PySide6.QtWidgets import QFrame, QGraphicsView, QMenu
 
-from nodegraph.graph import Link
-from nodegraph.registry import BOOLEAN, COMBO, FLOAT, INT, STRING
+from nodegraph.registry import FLOAT, STRING
 
-from . import editors, graphops, theme
-from .document import Document, accepting_inputs, providing_outputs
+from . import editors, theme
+from .clipboard import CanvasClipboard
+from .document import Document
+from .gestures import Gesture
+from .gestures.move import MoveGesture
+from .gestures.pan import PanGesture
+from .gestures.param import press_param
+from .gestures.resize import GroupResize
+from .gestures.wire import WireGesture
 from .items.group import GroupItem
 from .items.node import TITLE_H, NodeItem, format_value
 from .items.reroute import RerouteItem
-from .items.wire import DragWire, WireItem
-from .scene import GRID, GraphScene, WireDrag
+from .items.wire import WireItem
+from .menus import CanvasMenus
+from .scene import GraphScene, WireDrag
 from .search import SearchPopup
 
 NODE_TYPE_MIME = "application/x-nodegraph-node-type"
 MIN_SCALE, MAX_SCALE = 0.04, 3.0
-CLICK_SLOP = 3
-
-
-@dataclass
-class _Move:
-    start: QPointF
-    anchor: QPointF
-    nodes: dict[str, QPointF] = field(default_factory=dict)
-    reroutes: dict[tuple[tuple[str, str], int], QPointF] = field(default_factory=dict)
-    groups: dict[int, QPointF] = field(default_factory=dict)
-    moved: bool = False
-    rigid: list = field(default_factory=list)  # wires whose ends all move: translated, not redrawn
-    loose: set = field(default_factory=set)  # wires with one end moving: new path each frame
-
-
-@dataclass
-class _WireGesture:
-    drag: WireDrag
-    item: DragWire
-    detached: Link | None = None  # the link lifted off an input (dropped elsewhere: removed)
-
-
-@dataclass
-class _ParamGesture:
-    node_id: str
-    name: str
-    start_value: object
-    press: QPointF
-    dragging: bool = False
 
 
 class GraphView(QGraphicsView):
@@ -89,14 +66,12 @@ class GraphView(QGraphicsView):
         self.search = SearchPopup(doc.registry, self)
         self.search.chosen.connect(self._search_chosen)
         self.inline = editors.InlineEditor(self.viewport())
+        self.menus = CanvasMenus(self)
+        self.clipboard = CanvasClipboard(self)
         self._search_ctx: dict | None = None
-        self._pan: QPoint | None = None
-        self._space = False
-        self._move: _Move | None = None
-        self._wire: _WireGesture | None = None
-        self._param: _ParamGesture | None = None
-        self._resize: tuple[int, QRectF, QPointF] | None = None
-        self._press_item = None
+        self.space_down = False  # Space held: the left button pans
+        self._gesture: Gesture | None = None
+        self._gesture_button = Qt.NoButton
         self.selected_wire: tuple[str, str] | None = None
         self._last_scene_pos: QPointF | None = None
         self._z = 1.0
@@ -118,10 +93,10 @@ class GraphView(QGraphicsView):
             return a
 
         act("delete", "Delete", [QKeySequence.Delete, "Backspace"], self.delete_selection)
-        act("copy", "Copy", QKeySequence.Copy, self.copy_selection)
-        act("cut", "Cut", QKeySequence.Cut, self.cut_selection)
-        act("paste", "Paste", QKeySequence.Paste, self.paste)
-        act("duplicate", "Duplicate", "Ctrl+D", self.duplicate_selection)
+        act("copy", "Copy", QKeySequence.Copy, self.clipboard.copy)
+        act("cut", "Cut", QKeySequence.Cut, self.clipboard.cut)
+        act("paste", "Paste", QKeySequence.Paste, self.clipboard.paste)
+        act("duplicate", "Duplicate", "Ctrl+D", self.clipboard.duplicate)
         act("select_all", "Select All", QKeySequence.SelectAll, self.select_all)
         act("fit", "Fit Selection (or All)", "F", self.fit_selection)
         act("fit_all", "Fit All", ["Shift+F", "Home"], self.fit_all)
@@ -132,9 +107,14 @@ class GraphView(QGraphicsView):
                                                                   "muted"))
         act("collapse", "Collapse / Expand", "Alt+C",
             lambda: self.doc.toggle_collapsed(self.gs.selected_node_ids()))
-        act("search", "Add Node…", None, lambda: self.open_search(self._cursor_view_pos()))
+        act("search", "Add Node…", None, lambda: self.open_search(self.cursor_view_pos()))
         snap = act("snap", "Snap to Grid", None, self._toggle_snap)
         snap.setCheckable(True)
+
+    @property
+    def _menu(self) -> QMenu | None:
+        """The menu shown last (kept alive while it shows)."""
+        return self.menus.shown
 
     def _toggle_snap(self) -> None:
         self.snap = self.actions_by_name["snap"].isChecked()
@@ -157,7 +137,8 @@ class GraphView(QGraphicsView):
     def _scene_pos(self, ev) -> QPointF:
         return self.mapToScene(ev.position().toPoint())
 
-    def _cursor_view_pos(self) -> QPoint:
+    def cursor_view_pos(self) -> QPoint:
+        """Where the mouse last was over the canvas (viewport coordinates), else its centre."""
         if self._last_scene_pos is not None:
             p = self.mapFromScene(self._last_scene_pos)
             if self.viewport().rect().contains(p):
@@ -225,7 +206,7 @@ class GraphView(QGraphicsView):
     # -- keys ------------------------------------------------------------------------------
     def event(self, ev: QEvent) -> bool:
         if ev.type() == QEvent.KeyPress and ev.key() == Qt.Key_Tab and not self.inline.active:
-            self.open_search(self._cursor_view_pos())
+            self.open_search(self.cursor_view_pos())
             return True
         return super().event(ev)
 
@@ -234,7 +215,7 @@ class GraphView(QGraphicsView):
             self.gs.set_zoom(self.zoom)  # however the zoom changed, pick the node cache mode
         # Keys sent to the viewport would otherwise move focus on Tab before reaching the view.
         if ev.type() == QEvent.KeyPress and ev.key() == Qt.Key_Tab and not self.inline.active:
-            self.open_search(self._cursor_view_pos())
+            self.open_search(self.cursor_view_pos())
             return True
         return super().viewportEvent(ev)
 
@@ -243,20 +224,26 @@ class GraphView(QGraphicsView):
 
     def keyPressEvent(self, ev) -> None:
         if ev.key() == Qt.Key_Space and not ev.isAutoRepeat():
-            self._space = True
+            self.space_down = True
             self.viewport().setCursor(Qt.OpenHandCursor)
             return
         super().keyPressEvent(ev)
 
     def keyReleaseEvent(self, ev) -> None:
         if ev.key() == Qt.Key_Space and not ev.isAutoRepeat():
-            self._space = False
+            self.space_down = False
             self.viewport().unsetCursor()
             return
         super().keyReleaseEvent(ev)
 
     # -- mouse -----------------------------------------------------------------------------
     def mousePressEvent(self, ev: QMouseEvent) -> None:
+        if self._gesture is not None:
+            return  # another button while a gesture runs: the gesture keeps the mouse
+        self._press(ev)
+        self._gesture_button = ev.button()  # its release ends the gesture the press started
+
+    def _press(self, ev: QMouseEvent) -> None:
         if self.search.isVisible():
             self.search.close_popup()
         if self.inline.active:
@@ -264,12 +251,11 @@ class GraphView(QGraphicsView):
         self.setFocus(Qt.MouseFocusReason)
         pos = self._scene_pos(ev)
         self._last_scene_pos = pos
-        if ev.button() == Qt.MiddleButton or (ev.button() == Qt.LeftButton and self._space):
-            self._pan = ev.position().toPoint()
-            self.viewport().setCursor(Qt.ClosedHandCursor)
+        if ev.button() == Qt.MiddleButton or (ev.button() == Qt.LeftButton and self.space_down):
+            self._gesture = PanGesture(self, ev.position().toPoint())
             return
         if ev.button() == Qt.RightButton:
-            self._context_menu(ev, pos)
+            self.menus.context(ev, pos)
             return
         if ev.button() != Qt.LeftButton:
             return
@@ -281,7 +267,7 @@ class GraphView(QGraphicsView):
             return
         if isinstance(item, RerouteItem):
             self._select(item, ctrl)
-            self._begin_move(pos, anchor=item.pos())
+            self._gesture = MoveGesture(self, pos, anchor=item.pos())
             return
         if isinstance(item, WireItem):
             if not ctrl:
@@ -291,10 +277,10 @@ class GraphView(QGraphicsView):
         if isinstance(item, GroupItem):
             kind = item.hit(item.mapFromScene(pos))
             if kind == "resize":
-                self._resize = (item.index, item.scene_rect(), pos)
+                self._gesture = GroupResize(self, item.index, item.scene_rect(), pos)
                 return
             self._select(item, ctrl)
-            self._begin_move(pos, anchor=item.pos())
+            self._gesture = MoveGesture(self, pos, anchor=item.pos())
             return
         if not ctrl:
             self.gs.clearSelection()
@@ -305,29 +291,29 @@ class GraphView(QGraphicsView):
         hit = item.hit(local)
         nid = item.node_id
         if hit.kind == "output":
-            self._begin_wire(item, hit.name, from_output=True)
+            self._gesture = WireGesture(self, item, hit.name, from_output=True)
             return
         if hit.kind in ("input", "param_socket"):
             link = self.doc.graph.link_into(nid, hit.name)
             if link is not None and link.src in self.gs.node_items:
                 # lift the wire off this input: it follows the mouse from its source
                 src = self.gs.node_items[link.src]
-                self._begin_wire(src, link.output, from_output=True, detached=link)
+                self._gesture = WireGesture(self, src, link.output, from_output=True, detached=link)
                 return
             if hit.kind == "input":
-                self._begin_wire(item, hit.name, from_output=False)
+                self._gesture = WireGesture(self, item, hit.name, from_output=False)
                 return
         self._select(item, ctrl, keep_if_selected=True)
         if hit.kind == "collapse":
             self.doc.toggle_collapsed([nid])
             return
         if hit.kind in ("param", "param_left", "param_right", "param_socket"):
-            self._press_param(item, hit.kind, hit.name, pos)
+            self._gesture = press_param(self, item, hit.kind, hit.name, pos)
             return
         if hit.kind == "control":
-            self._control_menu(item, hit.name)
+            self.menus.control(item, hit.name)
             return
-        self._begin_move(pos, anchor=item.pos())
+        self._gesture = MoveGesture(self, pos, anchor=item.pos())
 
     def _select(self, item, ctrl: bool, keep_if_selected: bool = True) -> None:
         if ctrl:
@@ -355,57 +341,16 @@ class GraphView(QGraphicsView):
     def mouseMoveEvent(self, ev: QMouseEvent) -> None:
         pos = self._scene_pos(ev)
         self._last_scene_pos = pos
-        if self._pan is not None:
-            p = ev.position().toPoint()
-            d = p - self._pan
-            self._pan = p
-            h, v = self.horizontalScrollBar(), self.verticalScrollBar()
-            h.setValue(h.value() - d.x())
-            v.setValue(v.value() - d.y())
-            return
-        if self._wire is not None:
-            self._wire.item.set_end(pos)
-            return
-        if self._move is not None:
-            self._drag_move(pos)
-            return
-        if self._param is not None:
-            self._drag_param(pos)
-            return
-        if self._resize is not None:
-            idx, start, press = self._resize
-            if idx < len(self.gs.group_items):
-                d = pos - press
-                r = QRectF(start.topLeft(), start.size())
-                r.setWidth(max(start.width() + d.x(), 120))
-                r.setHeight(max(start.height() + d.y(), 80))
-                self.gs.group_items[idx].set_rect(r)
+        if self._gesture is not None:
+            self._gesture.move(pos, ev)
             return
         super().mouseMoveEvent(ev)
 
     def mouseReleaseEvent(self, ev: QMouseEvent) -> None:
-        pos = self._scene_pos(ev)
-        if self._pan is not None and ev.button() in (Qt.MiddleButton, Qt.LeftButton):
-            self._pan = None
-            self.viewport().setCursor(Qt.OpenHandCursor) if self._space else self.viewport().unsetCursor()
-            return
-        if self._wire is not None:
-            self._end_wire(pos)
-            return
-        if self._move is not None:
-            self._end_move()
-            return
-        if self._param is not None:
-            self._end_param(pos)
-            return
-        if self._resize is not None:
-            idx = self._resize[0]
-            self._resize = None
-            if idx < len(self.gs.group_items):
-                r = self.gs.group_items[idx].scene_rect()
-                groups = [copy.deepcopy(g) for g in self.doc.graph.groups]
-                groups[idx].rect = (round(r.x()), round(r.y()), round(r.width()), round(r.height()))
-                self.doc.move({}, groups=(list(self.doc.graph.groups), groups))
+        gesture = self._gesture
+        if gesture is not None and ev.button() == self._gesture_button:
+            self._gesture = None
+            gesture.release(self._scene_pos(ev), ev)
             return
         super().mouseReleaseEvent(ev)
 
@@ -427,192 +372,6 @@ class GraphView(QGraphicsView):
             return
         if item is None:
             self.open_search(ev.position().toPoint())
-
-    # -- moving ----------------------------------------------------------------------------
-    def _begin_move(self, pos: QPointF, anchor: QPointF) -> None:
-        mv = _Move(pos, anchor)
-        groups = [it for it in self.gs.selectedItems() if isinstance(it, GroupItem)]
-        for it in self.gs.selectedItems():
-            if isinstance(it, NodeItem):
-                mv.nodes[it.node_id] = it.pos()
-            elif isinstance(it, RerouteItem):
-                mv.reroutes[(it.key, it.index)] = it.pos()
-        for g in groups:
-            mv.groups[g.index] = g.pos()
-            for nid in graphops.nodes_in_rect(self.doc.graph, g.group.rect):
-                item = self.gs.node_items.get(nid)
-                if item is not None:
-                    mv.nodes[nid] = item.pos()
-            # reroute points inside the frame move with it
-            rect = g.scene_rect()
-            for key, items in self.gs.reroute_items.items():
-                for it in items:
-                    if rect.contains(it.pos()):
-                        mv.reroutes[(key, it.index)] = it.pos()
-        moving = set(mv.nodes)
-        moving_points = {key for key, _ in mv.reroutes}
-        for key, wire in self.gs.wires.items():
-            link = wire.link
-            ends = (link.src in moving) + (link.dst in moving)
-            if ends == 0 and key not in moving_points:
-                continue
-            has_points = key in self.gs.reroute_items
-            all_points = has_points and all((key, it.index) in mv.reroutes
-                                            for it in self.gs.reroute_items[key])
-            if ends == 2 and (not has_points or all_points):
-                mv.rigid.append(wire)
-            else:
-                mv.loose.add(key)
-        self._move = mv
-
-    def _drag_move(self, pos: QPointF) -> None:
-        mv = self._move
-        delta = pos - mv.start
-        if not mv.moved and (abs(delta.x()) + abs(delta.y())) * self.zoom < CLICK_SLOP:
-            return
-        mv.moved = True
-        if self.snap:
-            target = mv.anchor + delta
-            snapped = QPointF(round(target.x() / GRID) * GRID, round(target.y() / GRID) * GRID)
-            delta = snapped - mv.anchor
-        items = self.gs.node_items
-        for nid, start in mv.nodes.items():
-            item = items.get(nid)
-            if item is not None:
-                item.setPos(start + delta)
-        for (key, idx), start in mv.reroutes.items():
-            its = self.gs.reroute_items.get(key)
-            if its is not None and idx < len(its):
-                its[idx].setPos(start + delta)
-        for idx, start in mv.groups.items():
-            if idx < len(self.gs.group_items):
-                self.gs.group_items[idx].setPos(start + delta)
-        for wire in mv.rigid:  # same shape, shifted
-            wire.setPos(delta)
-        self.gs.refresh_overview()
-        self.gs.mark_wires(mv.loose)
-        self.gs.flush_wires()  # once per mouse event, however many nodes moved
-
-    def _end_move(self) -> None:
-        mv, self._move = self._move, None
-        if not mv.moved:
-            return
-        g = self.doc.graph
-        nodes = {}
-        for nid in mv.nodes:
-            item = self.gs.node_items.get(nid)
-            if item is not None and nid in g.nodes:
-                p = item.pos()
-                nodes[nid] = (tuple(g.nodes[nid].pos), (round(p.x()), round(p.y())))
-        links = {}
-        keys = {key for key, _ in mv.reroutes}
-        for key in keys:
-            link = g.link_into(*key)
-            its = self.gs.reroute_items.get(key)
-            if link is None or its is None:
-                continue
-            pts = [(it.pos().x(), it.pos().y()) for it in its]
-            links[key] = (link, graphops.with_reroutes(link, pts))
-        groups = None
-        if mv.groups:
-            new = [copy.deepcopy(grp) for grp in g.groups]
-            for idx in mv.groups:
-                if idx < len(new) and idx < len(self.gs.group_items):
-                    p = self.gs.group_items[idx].pos()
-                    x, y, w, h = new[idx].rect
-                    new[idx].rect = (round(p.x()), round(p.y()), w, h)
-            groups = (list(g.groups), new)
-        self.doc.move(nodes, links, groups)
-        # the move command set the rounded positions; wires follow
-        self.gs.flush_wires()
-
-    # -- wires -----------------------------------------------------------------------------
-    def _begin_wire(self, item: NodeItem, socket: str, from_output: bool,
-                    detached: Link | None = None) -> None:
-        reg = self.doc.registry
-        if from_output:
-            t = item.output_type(socket)
-            anchor = item.output_pos(socket)
-        else:
-            t = item.input_type(socket) or "*"
-            anchor = item.input_pos(socket)
-        drag = WireDrag(t, from_output, item.node_id, socket)
-        wire = DragWire(theme.color(reg.color(t)), anchor, from_output)
-        self.gs.addItem(wire)
-        self._wire = _WireGesture(drag, wire, detached)
-        if detached is not None:
-            w = self.gs.wires.get((detached.dst, detached.input))
-            if w is not None:
-                w.setVisible(False)
-        self.gs.set_wire_drag(drag)
-
-    def _end_wire(self, pos: QPointF) -> None:
-        g, self._wire = self._wire, None
-        self.gs.removeItem(g.item)
-        self.gs.set_wire_drag(None)
-        if g.detached is not None:
-            w = self.gs.wires.get((g.detached.dst, g.detached.input))
-            if w is not None:
-                w.setVisible(True)
-        self.viewport().update()
-        drag = g.drag
-        target = self.gs.item_at(pos, self.viewportTransform())
-        if isinstance(target, NodeItem) and target.node_id != drag.node_id:
-            self._drop_wire_on_node(g, target, pos)
-            return
-        if isinstance(target, NodeItem):
-            return  # dropped back on its own node: nothing
-        if g.detached is not None:
-            self.doc.disconnect(g.detached.dst, g.detached.input)
-            return
-        self._open_wire_search(drag, pos)
-
-    def _drop_wire_on_node(self, g: _WireGesture, target: NodeItem, pos: QPointF) -> None:
-        drag = g.drag
-        doc = self.doc
-        hit = target.hit(target.mapFromScene(pos))
-        nid = target.node_id
-        if drag.from_output:
-            if hit.kind in ("input", "param_socket", "param", "param_left", "param_right"):
-                names = [hit.name]  # an explicit socket: that one or nothing
-            else:
-                names = target.compatible_inputs(drag.type)
-                free = [n for n in names if doc.graph.link_into(nid, n) is None]
-                names = free + [n for n in names if n not in free]
-            for name in names:
-                if g.detached is not None and (g.detached.dst, g.detached.input) == (nid, name):
-                    return  # put back where it was
-                if doc.can_connect(drag.node_id, drag.socket, nid, name):
-                    if g.detached is not None:
-                        doc.undo.beginMacro("Move wire")
-                        doc.disconnect(g.detached.dst, g.detached.input)
-                        doc.connect(drag.node_id, drag.socket, nid, name)
-                        doc.undo.endMacro()
-                    else:
-                        doc.connect(drag.node_id, drag.socket, nid, name)
-                    return
-            return  # refused: incompatible
-        if hit.kind == "output":
-            names = [hit.name]
-        else:
-            names = [n for n, t, _ in target.outputs if doc.registry.compatible(t, drag.type)]
-        for name in names:
-            if doc.can_connect(nid, name, drag.node_id, drag.socket):
-                doc.connect(nid, name, drag.node_id, drag.socket)
-                return
-
-    def _open_wire_search(self, drag: WireDrag, pos: QPointF) -> None:
-        reg = self.doc.registry
-        if drag.from_output:
-            def accept(spec, t=drag.type):
-                return bool(accepting_inputs(spec, t, reg))
-            hint = f"Nodes that take {drag.type}"
-        else:
-            def accept(spec, t=drag.type):
-                return bool(providing_outputs(spec, t, reg))
-            hint = f"Nodes that give {drag.type}"
-        self.open_search(self.mapFromScene(pos), accept, hint,
-                         ctx={"pos": pos, "drag": drag})
 
     # -- search ----------------------------------------------------------------------------
     def open_search(self, viewport_pos: QPoint, accept=None, hint: str = "",
@@ -640,100 +399,11 @@ class GraphView(QGraphicsView):
             item.setSelected(True)
         self.setFocus()
 
-    # -- params ----------------------------------------------------------------------------
-    def _press_param(self, item: NodeItem, kind: str, name: str, pos: QPointF) -> None:
-        spec = item.spec
-        p = spec.param(name) if spec is not None else None
-        if p is None:
-            return
-        nid = item.node_id
-        if name in self.doc.graph.inputs_of(nid):
-            return  # fed by a wire: the value is not used
-        value = self.doc.graph.nodes[nid].params.get(name, p.default)
-        if p.kind == BOOLEAN:
-            self.doc.set_param(nid, name, not bool(value))
-            return
-        if kind in ("param_left", "param_right"):
-            d = -1 if kind == "param_left" else 1
-            choices = self._choices(p) if p.kind == COMBO else ()
-            self.doc.set_param(nid, name, editors.stepped(p, value, d, choices))
-            return
-        if p.kind == COMBO:
-            self._combo_menu(item, p, value)
-            return
-        if p.kind in (INT, FLOAT):
-            self._param = _ParamGesture(nid, name, value, pos)
-            return
-        if p.kind == STRING:
-            self.edit_param(item, name)
-
-    def _drag_param(self, pos: QPointF) -> None:
-        g = self._param
-        dx = pos.x() - g.press.x()
-        if not g.dragging and abs(dx) * self.zoom < CLICK_SLOP:
-            return
-        g.dragging = True
-        item = self.gs.node_items.get(g.node_id)
-        if item is None or item.spec is None:
-            return
-        p = item.spec.param(g.name)
-        value = editors.dragged(p, g.start_value, dx)
-        if self.doc.graph.nodes[g.node_id].params.get(g.name) != value:
-            self.doc.graph.set_param(g.node_id, g.name, value)  # live; one undo step on release
-
-    def _end_param(self, pos: QPointF) -> None:
-        g, self._param = self._param, None
-        if g.node_id not in self.doc.graph.nodes:
-            return
-        if g.dragging:
-            value = self.doc.graph.nodes[g.node_id].params.get(g.name)
-            # put the old value back so the command records a real change
-            self.doc.graph.set_param(g.node_id, g.name, g.start_value)
-            self.doc.set_param(g.node_id, g.name, value)
-            return
-        item = self.gs.node_items.get(g.node_id)
-        if item is not None:
-            self.edit_param(item, g.name)
-
-    def _choices(self, p) -> tuple:
-        try:
-            return tuple(p.resolve_choices(getattr(self.doc, "options", None)))
-        except Exception:
-            return ()
-
-    def _combo_menu(self, item: NodeItem, p, value) -> None:
-        menu = QMenu(self)
-        for c in self._choices(p):
-            a = menu.addAction(str(c))
-            a.setCheckable(True)
-            a.setChecked(c == value)
-            a.triggered.connect(lambda _=False, c=c, nid=item.node_id:
-                                self.doc.set_param(nid, p.name, c))
-        row = item._row_by_name[p.name]
-        at = self.mapFromScene(item.mapToScene(row.rect.bottomLeft()))
-        menu.popup(self.viewport().mapToGlobal(at))
-        self._menu = menu
-
-    def _control_menu(self, item: NodeItem, name: str) -> None:
-        from nodegraph.registry import CONTROL_MODES
-
-        menu = QMenu(self)
-        cur = item.node.control_after_run.get(name, item.spec.param(name).control_after_run)
-        for mode in CONTROL_MODES:
-            a = menu.addAction(mode)
-            a.setCheckable(True)
-            a.setChecked(mode == cur)
-            a.triggered.connect(lambda _=False, m=mode, nid=item.node_id:
-                                self.doc.set_control(nid, name, m))
-        row = item._row_by_name[name]
-        at = self.mapFromScene(item.mapToScene(row.control.bottomLeft()))
-        menu.popup(self.viewport().mapToGlobal(at))
-        self._menu = menu
-
+    # -- in-place text editing ----------------------------------------------------------------
     def edit_param(self, item: NodeItem, name: str) -> None:
         """Open the text editor over a param row (numbers and strings)."""
         p = item.spec.param(name) if item.spec is not None else None
-        row = item._row_by_name.get(name)
+        row = item.row(name)
         if p is None or row is None:
             return
         nid = item.node_id
@@ -778,30 +448,6 @@ class GraphView(QGraphicsView):
                           pixel_size=round(15 * self.zoom),
                           on_commit=lambda t: self.doc.rename_group(idx, t.strip() or "Group"))
 
-    # -- context menu ------------------------------------------------------------------------
-    def _context_menu(self, ev: QMouseEvent, pos: QPointF) -> None:
-        item = self.gs.item_at(pos, self.viewportTransform())
-        menu = QMenu(self)
-        if isinstance(item, NodeItem):
-            if not item.isSelected():
-                self.gs.clearSelection()
-                item.setSelected(True)
-            for name in ("bypass", "mute", "collapse", None, "copy", "duplicate", "group",
-                         None, "delete"):
-                menu.addSeparator() if name is None else menu.addAction(self.actions_by_name[name])
-            menu.addAction("Rename…", lambda: self.edit_title(item))
-        elif isinstance(item, WireItem):
-            key = item.key
-            menu.addAction("Add reroute point",
-                           lambda: self.doc.add_reroute(key, (pos.x(), pos.y())))
-            menu.addAction("Disconnect", lambda: self.doc.disconnect(*key))
-        else:
-            menu.addAction("Add node…", lambda: self.open_search(ev.position().toPoint()))
-            menu.addAction(self.actions_by_name["paste"])
-            menu.addAction(self.actions_by_name["fit_all"])
-        menu.popup(ev.globalPosition().toPoint())
-        self._menu = menu
-
     # -- selection-wide edits ------------------------------------------------------------------
     def selection(self) -> tuple[list[str], list[int], dict[tuple[str, str], list[int]]]:
         nodes, groups, reroutes = [], [], {}
@@ -825,43 +471,19 @@ class GraphView(QGraphicsView):
         self.doc.delete(nodes, links, groups, reroutes)
 
     def copy_selection(self) -> bool:
-        ids = self.gs.selected_node_ids()
-        if not ids:
-            return False
-        text = self.doc.copy_text(ids)
-        mime = QMimeData()
-        mime.setData(graphops.FRAGMENT_MIME, text.encode("utf-8"))
-        mime.setText(text)
-        QApplication.clipboard().setMimeData(mime)
-        return True
+        return self.clipboard.copy()
 
     def cut_selection(self) -> None:
-        if self.copy_selection():
-            self.doc.undo.beginMacro("Cut")
-            self.delete_selection()
-            self.doc.undo.endMacro()
+        self.clipboard.cut()
 
     def paste(self) -> list[str]:
-        mime = QApplication.clipboard().mimeData()
-        if mime is None:
-            return []
-        if mime.hasFormat(graphops.FRAGMENT_MIME):
-            text = bytes(mime.data(graphops.FRAGMENT_MIME)).decode("utf-8")
-        else:
-            text = mime.text()
-        if not text:
-            return []
-        at = self.mapToScene(self._cursor_view_pos())
-        ids = self.doc.paste(text, (at.x(), at.y()))
-        self._select_ids(ids)
-        return ids
+        return self.clipboard.paste()
 
     def duplicate_selection(self) -> list[str]:
-        ids = self.doc.duplicate(self.gs.selected_node_ids())
-        self._select_ids(ids)
-        return ids
+        return self.clipboard.duplicate()
 
-    def _select_ids(self, ids: list[str]) -> None:
+    def select_ids(self, ids: list[str]) -> None:
+        """Select exactly these nodes (nothing changes when there are none)."""
         if not ids:
             return
         self.gs.clearSelection()

@@ -18,9 +18,9 @@ from PySide6.QtWidgets import (QDockWidget, QFileDialog, QLabel, QMainWindow, QM
 
 from nodegraph.api import Session
 from nodegraph.errors import GraphLoadError, Problem
-from nodegraph.graph import Graph, GraphChange
+from nodegraph.graph import ChangeKind, Graph, GraphChange
 
-from . import batch_dialog
+from .batch.dialog import show_batch_dialog
 from .document import Document
 from .files import AppSettings, Autosaver, RecoveryEntry, find_recoverable
 from .panels.library import NodeLibrary
@@ -28,10 +28,14 @@ from .panels.log import LogPanel
 from .panels.packs import PacksDialog
 from .panels.params import ParamsPanel
 from .panels.viewer import ImageViewer
+from .run_display import RunDisplay
 from .runner import RunOutcome, Runner
 from .view import GraphView
 
 GRAPH_FILTER = "Graphs and ComfyUI workflows (*.json *.png *.webp);;All files (*)"
+_CHANGES_RESULTS = frozenset({ChangeKind.PARAM_CHANGED, ChangeKind.MODE_CHANGED,
+                              ChangeKind.LINK_ADDED, ChangeKind.LINK_REMOVED})
+"""Edits after which a node's last results (and those downstream) are stale."""
 
 
 class Dialogs:
@@ -130,6 +134,7 @@ class MainWindow(QMainWindow):
         self.params_dock = self._dock("Params", "paramsDock", self.params, Qt.RightDockWidgetArea)
         self.viewer_dock = self._dock("Image", "viewerDock", self.viewer, Qt.RightDockWidgetArea)
         self.log_dock = self._dock("Run", "logDock", self.log, Qt.BottomDockWidgetArea)
+        self.run_display = RunDisplay(self.doc, self.scene, self.log, self.viewer)
         self.splitDockWidget(self.params_dock, self.viewer_dock, Qt.Vertical)
         self._layout_restored = False
 
@@ -155,7 +160,6 @@ class MainWindow(QMainWindow):
         return a
 
     def _build_actions(self) -> None:
-        va = self.view.actions_by_name
         self.act_new = self._action("&New", self.new_file, QKeySequence.New)
         self.act_new_window = self._action("New &Window", self.new_window, "Ctrl+Shift+N")
         self.act_open = self._action("&Open…", lambda: self.open_file(), QKeySequence.Open)
@@ -172,9 +176,14 @@ class MainWindow(QMainWindow):
                                     "Run the graph (Ctrl+Enter)")
         self.act_stop = self._action("Stop", self.stop, "Esc", "Stop the run (Esc)")
         self.act_packs = self._action("Node &Packs…", self.show_packs)
-        self.act_batch = self._action("&Batch…", lambda: batch_dialog.show_batch_dialog(self),
+        self.act_batch = self._action("&Batch…", lambda: show_batch_dialog(self),
                                       tip="Run sweeps of this graph with nodegraph batch")
+        self._build_menus()
+        self._build_toolbar()
+        self.statusBar().showMessage("Ready", 3000)
 
+    def _build_menus(self) -> None:
+        va = self.view.actions_by_name
         mb = self.menuBar()
         m = mb.addMenu("&File")
         for a in (self.act_new, self.act_new_window, self.act_open):
@@ -207,6 +216,7 @@ class MainWindow(QMainWindow):
         m = mb.addMenu("&Help")
         m.addAction(self.act_packs)
 
+    def _build_toolbar(self) -> None:
         tb = QToolBar("Run", self)
         tb.setObjectName("runToolbar")
         tb.setMovable(False)
@@ -217,7 +227,7 @@ class MainWindow(QMainWindow):
         tb.addAction(self.act_stop)
         tb.widgetForAction(self.act_stop).setObjectName("stopButton")
         tb.addSeparator()
-        tb.addAction(va["fit_all"])
+        tb.addAction(self.view.actions_by_name["fit_all"])
         tb.addAction(self.act_undo)
         tb.addAction(self.act_redo)
         spacer = QWidget(tb)
@@ -226,7 +236,6 @@ class MainWindow(QMainWindow):
         self.readout = QLabel(tb)
         self.readout.setObjectName("readout")
         tb.addWidget(self.readout)
-        self.statusBar().showMessage("Ready", 3000)
 
     def _connect(self) -> None:
         self.scene.selectionChanged.connect(self._selection_changed)
@@ -235,9 +244,7 @@ class MainWindow(QMainWindow):
         self.doc.path_changed.connect(self._update_title)
         self.doc.graph_replaced.connect(self._graph_replaced)
         self.runner.problems.connect(self._show_problems)
-        self.runner.run_started.connect(self._run_started)
-        self.runner.node_state.connect(self._node_state)
-        self.runner.node_progress.connect(self._node_progress)
+        self.runner.event.connect(self.run_display.on_event)
         self.runner.run_finished.connect(self._run_finished)
 
     # -- layout persistence ---------------------------------------------------------------------
@@ -448,9 +455,8 @@ class MainWindow(QMainWindow):
     def _graph_changed(self, ch: GraphChange) -> None:
         self.autosaver.changed()
         self.params.on_graph_change(ch)
-        if (ch.kind in ("param_changed", "mode_changed") or ch.kind.startswith("link")) \
-                and not self._advancing:
-            self._mark_stale(ch.node_id)
+        if ch.kind in _CHANGES_RESULTS and not self._advancing:
+            self.run_display.mark_stale(ch.node_id)
         if self._problems:
             self._revalidate.start()
         if self.doc.dirty != getattr(self, "_shown_dirty", None):
@@ -462,22 +468,6 @@ class MainWindow(QMainWindow):
         self.params.show_node(None)
         self.viewer.show_images([])
         self._update_title()
-
-    def _mark_stale(self, node_id: str | None) -> None:
-        """An edited node and everything downstream lose their "done/cached" mark."""
-        if node_id is None:
-            return
-        g = self.doc.graph
-        stack, seen = [node_id], set()
-        while stack:
-            nid = stack.pop()
-            if nid in seen:
-                continue
-            seen.add(nid)
-            item = self.scene.node_items.get(nid)
-            if item is not None and item.state in ("done", "cached", "failed", "interrupted"):
-                item.set_state(None)
-            stack.extend(lk.dst for lk in g.links_from(nid))
 
     def focus_node(self, node_id: str) -> None:
         item = self.scene.node_items.get(node_id)
@@ -529,54 +519,12 @@ class MainWindow(QMainWindow):
         if errs:
             self.statusBar().showMessage(f"{len(errs)} problem(s): {errs[0]}", 8000)
 
-    def _run_started(self, node_ids: list[str]) -> None:
-        types = {nid: self.doc.graph.nodes[nid].type for nid in node_ids
-                 if nid in self.doc.graph.nodes}
-        self.log.start_run(node_ids, types)
-        for nid in node_ids:
-            item = self.scene.node_items.get(nid)
-            if item is not None:
-                item.set_state("queued")
-
-    def _node_state(self, node_id: str, state: str, info: dict) -> None:
-        item = self.scene.node_items.get(node_id)
-        seconds = info.get("seconds")
-        self.log.set_state(node_id, state, seconds)
-        if item is None:
-            return
-        if state == "failed":
-            item.set_state("failed", error=info.get("error"))
-            self.scene.node_moved(node_id)
-            self.log.append(f"node {node_id} ({item.node.type}) failed: {info.get('error')}",
-                            "error")
-            return
-        item.set_state(state, seconds=seconds)
-        images = info.get("images") or []
-        if images:
-            self.scene.set_node_images(node_id, images)
-            self.viewer.show_images(images, item.title_text())
-        elif state in ("done", "cached") and item.preview is not None and not item.images:
-            item.preview = None
-            item.relayout()
-            self.scene.node_moved(node_id)
-
-    def _node_progress(self, node_id: str, step: int, total: int, preview) -> None:
-        item = self.scene.node_items.get(node_id)
-        if item is not None:
-            item.set_progress(step, total, preview)
-            if preview is not None:
-                self.scene.node_moved(node_id)
-
     def _run_finished(self, out: RunOutcome) -> None:
         self._update_run_actions()
         if out.status == "invalid":
             self.log.append(f"nothing ran: {out.message}", "error")
             return
-        for item in self.scene.node_items.values():
-            if item.state == "queued":
-                item.set_state(None)
-            elif item.state == "running":
-                item.set_state("interrupted" if out.status == "interrupted" else None)
+        self.run_display.run_ended(interrupted=out.status == "interrupted")
         level = {"finished": "info", "interrupted": "warning"}.get(out.status, "error")
         text = {"finished": f"run finished: {out.message}",
                 "interrupted": f"run stopped ({len(out.executed)} ran, {len(out.cached)} cached)",

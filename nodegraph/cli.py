@@ -19,10 +19,10 @@ from .errors import (GraphLoadError, GraphValidationError, Interrupted, NodeExec
                      UsageError)
 from .events import (Event, NodeCached, NodeFailed, NodeFinished, NodeStarted, Progress,
                      RunStarted)
+from .exitcodes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK
 from .plugins import pack_warnings
 from .validate import errors, validate
 
-EXIT_OK, EXIT_NODE_FAILED, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 2, 130
 ENV_DEBUG = "NODEGRAPH_DEBUG"
 
 EPILOG = """\
@@ -136,7 +136,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"{args.graph}: {exc}", file=sys.stderr)
         if exc.traceback_text and _wants_traceback(exc, args):
             print(exc.traceback_text.rstrip(), file=sys.stderr)
-        return EXIT_NODE_FAILED
+        return EXIT_FAILED
     except GraphValidationError as exc:
         show.close()
         _print_problems(args.graph, exc.problems)

@@ -2,17 +2,20 @@
 
 Nothing here knows about node types; :mod:`nodegraph.validate` checks a graph against a registry
 and :mod:`nodegraph.format` reads and writes it. Edit a graph through its methods (they keep the
-link indexes right and notify listeners, which is what the editor's scene follows).
+link indexes right and notify listeners with a :class:`GraphChange` of a :class:`ChangeKind`,
+which is what the editor's scene follows).
 """
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from enum import Enum
 from types import MappingProxyType
 from typing import Any, Union
 
 from .errors import UsageError
+from .registry import CONTROL_MODES
 
 NODE_MODES = ("normal", "muted", "bypassed")
 # Numeric ids longer than this do not move the counter of fresh ids (they stay valid ids: a 5000-digit
@@ -78,12 +81,41 @@ class Group:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+class ChangeKind(str, Enum):
+    """What a :class:`GraphChange` is about, and which of its fields say more. A ``str`` (equal
+    to its value), so ``kind == "param_changed"`` also holds."""
+
+    NODE_ADDED = "node_added"
+    """``node_id``."""
+    NODE_REMOVED = "node_removed"
+    """``node_id`` (its links were removed first, each with its own change)."""
+    LINK_ADDED = "link_added"
+    """``link``; ``node_id`` and ``name`` are its destination node and input."""
+    LINK_REMOVED = "link_removed"
+    """As LINK_ADDED."""
+    PARAM_CHANGED = "param_changed"
+    """``node_id``, ``name`` (the param), ``old`` (None if it was not set) and ``new``."""
+    MODE_CHANGED = "mode_changed"
+    """``node_id``, ``old`` and ``new`` mode (``name`` is "mode")."""
+    NODE_CHANGED = "node_changed"
+    """An editor field of a node: ``name`` is pos, size, title or color; ``old``, ``new``."""
+    CONTROL_CHANGED = "control_changed"
+    """``node_id``, ``name`` (the param), ``old`` and ``new`` "control after run" mode (None:
+    not set, the param's default applies)."""
+    EXTRA_CHANGED = "extra_changed"
+    """``node_id``, ``name`` (the key in ``node.extra``), ``old`` and ``new`` (None: absent)."""
+    GROUPS_CHANGED = "groups_changed"
+    """``old`` and ``new`` list of groups."""
+
+    def __str__(self) -> str:
+        return self.value
+
+
 @dataclass(frozen=True)
 class GraphChange:
-    """What changed, delivered to listeners. ``kind`` is one of node_added, node_removed,
-    link_added, link_removed, param_changed, mode_changed, node_changed, groups_changed."""
+    """What changed, delivered to listeners; ``kind`` says which fields are set."""
 
-    kind: str
+    kind: ChangeKind
     node_id: str | None = None
     name: str | None = None
     old: Any = None
@@ -97,6 +129,16 @@ Listener = Callable[[GraphChange], None]
 
 def _ref(ref: NodeRef) -> str:
     return ref.id if isinstance(ref, Node) else ref
+
+
+def _put(fields: dict[str, Any], key: str, value: Any) -> Any:
+    """Set ``fields[key]``, or remove it for None; returns what it was (None: absent)."""
+    old = fields.get(key)
+    if value is None:
+        fields.pop(key, None)
+    else:
+        fields[key] = value
+    return old
 
 
 class Graph:
@@ -217,7 +259,7 @@ class Graph:
         if node.id.isascii() and node.id.isdigit() and len(node.id) <= MAX_COUNTED_ID_DIGITS:
             self._next_id = max(self._next_id, int(node.id) + 1)
         self.revision += 1
-        self._notify(GraphChange("node_added", node.id))
+        self._notify(GraphChange(ChangeKind.NODE_ADDED, node.id))
         return node
 
     def remove_node(self, ref: NodeRef) -> Node:
@@ -227,7 +269,7 @@ class Graph:
             self._remove_link(link)
         del self._nodes[node.id]
         self.revision += 1
-        self._notify(GraphChange("node_removed", node.id))
+        self._notify(GraphChange(ChangeKind.NODE_REMOVED, node.id))
         return node
 
     def connect(self, src: NodeRef, output: str, dst: NodeRef, input_name: str,
@@ -257,7 +299,7 @@ class Graph:
         self._in.setdefault(link.dst, {})[link.input] = link
         self._out.setdefault(link.src, {})[(link.dst, link.input)] = link
         self.revision += 1
-        self._notify(GraphChange("link_added", link.dst, link.input, link=link))
+        self._notify(GraphChange(ChangeKind.LINK_ADDED, link.dst, link.input, link=link))
         return link
 
     def _remove_link(self, link: Link) -> None:
@@ -271,13 +313,13 @@ class Graph:
         if not outs:
             del self._out[link.src]
         self.revision += 1
-        self._notify(GraphChange("link_removed", link.dst, link.input, link=link))
+        self._notify(GraphChange(ChangeKind.LINK_REMOVED, link.dst, link.input, link=link))
 
     def set_param(self, ref: NodeRef, name: str, value: Any) -> None:
         node = self.node(ref)
         old = node.params.get(name)
         node.params[name] = value
-        self._notify(GraphChange("param_changed", node.id, name, old, value))
+        self._notify(GraphChange(ChangeKind.PARAM_CHANGED, node.id, name, old, value))
 
     def set_mode(self, ref: NodeRef, mode: str) -> None:
         if mode not in NODE_MODES:
@@ -285,7 +327,7 @@ class Graph:
         node = self.node(ref)
         old, node.mode = node.mode, mode
         self.revision += 1
-        self._notify(GraphChange("mode_changed", node.id, "mode", old, mode))
+        self._notify(GraphChange(ChangeKind.MODE_CHANGED, node.id, "mode", old, mode))
 
     def update_node(self, ref: NodeRef, **fields: Any) -> None:
         """Set editor fields (pos, size, title, color) of a node and notify listeners."""
@@ -297,7 +339,28 @@ class Graph:
             if name in ("pos", "size") and value is not None:
                 value = tuple(value)
             setattr(node, name, value)
-            self._notify(GraphChange("node_changed", node.id, name, old, value))
+            self._notify(GraphChange(ChangeKind.NODE_CHANGED, node.id, name, old, value))
+
+    def set_control(self, ref: NodeRef, param: str, mode: str | None) -> None:
+        """Set the "control after run" mode of a param (None: back to the param's default)."""
+        if mode is not None and mode not in CONTROL_MODES:
+            raise UsageError(f"control mode {mode!r} is not one of {', '.join(CONTROL_MODES)}")
+        node = self.node(ref)
+        old = _put(node.control_after_run, param, mode)
+        self._notify(GraphChange(ChangeKind.CONTROL_CHANGED, node.id, param, old, mode))
+
+    def set_extra(self, ref: NodeRef, key: str, value: Any) -> None:
+        """Set a field of ``node.extra`` (kept in the file; e.g. the editor's ``collapsed``);
+        None removes it."""
+        node = self.node(ref)
+        old = _put(node.extra, key, value)
+        self._notify(GraphChange(ChangeKind.EXTRA_CHANGED, node.id, key, old, value))
+
+    def set_groups(self, groups: Iterable[Group]) -> None:
+        """Replace the list of groups (copies of ``groups``: later edits of them do not leak in)."""
+        old = self.groups
+        self.groups = [copy.deepcopy(g) for g in groups]
+        self._notify(GraphChange(ChangeKind.GROUPS_CHANGED, old=old, new=self.groups))
 
     def copy(self) -> Graph:
         """A deep copy (listeners are not copied)."""

@@ -214,6 +214,10 @@ class NodeItem(QGraphicsItem):
     def body_rect(self) -> QRectF:
         return self._body
 
+    def row(self, name: str) -> Row | None:
+        """The painted row of param ``name`` (None if the node shows no such row)."""
+        return self._row_by_name.get(name)
+
     def input_pos(self, name: str) -> QPointF:
         """Scene position of an input socket (or of a linked param row's socket)."""
         y = self._input_y.get(name)

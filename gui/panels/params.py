@@ -10,13 +10,17 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout
                                QLabel, QLineEdit, QPlainTextEdit, QScrollArea, QSpinBox,
                                QVBoxLayout, QWidget)
 
-from nodegraph.graph import GraphChange
-from nodegraph.registry import BOOLEAN, COMBO, CONTROL_MODES, FLOAT, INT, STRING, ParamSpec
+from nodegraph.graph import ChangeKind, GraphChange, Node
+from nodegraph.registry import (BOOLEAN, COMBO, CONTROL_MODES, FLOAT, INT, STRING, NodeSpec,
+                                ParamSpec)
 
 from ..document import Document
 from ..items.node import float_decimals
 
 _INT32 = 2**31 - 1
+_SHOWN_FIELDS = frozenset({ChangeKind.PARAM_CHANGED, ChangeKind.MODE_CHANGED, ChangeKind.NODE_CHANGED,
+                           ChangeKind.CONTROL_CHANGED, ChangeKind.EXTRA_CHANGED})
+"""Changes of a node that the panel's widgets show (they are synced, not rebuilt)."""
 
 
 class ParamsPanel(QScrollArea):
@@ -42,15 +46,27 @@ class ParamsPanel(QScrollArea):
         lay.setSpacing(8)
         self.setWidget(body)
         if self.node_id is None:
-            hint = QLabel("Select a node to see its params.\n\nTab or double-click the canvas "
-                          "to add a node; drag from an output to connect.")
-            hint.setWordWrap(True)
-            hint.setStyleSheet("color: #7d8287;")
-            lay.addWidget(hint)
+            lay.addWidget(_note("Select a node to see its params.\n\nTab or double-click the canvas "
+                                "to add a node; drag from an output to connect.", "#7d8287"))
             lay.addStretch(1)
             return
         node = self.doc.graph.nodes[self.node_id]
         spec = self.doc.registry.get(node.type)
+        self._add_header(lay, node, spec)
+        if spec is None:
+            lay.addWidget(_note(self.doc.registry.unknown_type_message(node.type), "#ef5350"))
+            lay.addStretch(1)
+            return
+        lay.addLayout(self._param_form(node, spec))
+        self.problem_label = _note("", "#ef5350")
+        lay.addWidget(self.problem_label)
+        self._show_problems()
+        if spec.description:
+            lay.addWidget(_note(spec.description, "#9aa0a6"))
+        lay.addStretch(1)
+
+    def _add_header(self, lay: QVBoxLayout, node: Node, spec: NodeSpec | None) -> None:
+        """Title (editable), type and id, mode."""
         title = QLineEdit(node.title or "")
         title.setPlaceholderText(spec.display_name if spec else node.type)
         title.editingFinished.connect(lambda: self._commit_title(title.text()))
@@ -67,13 +83,9 @@ class ParamsPanel(QScrollArea):
         row.addWidget(QLabel("mode"))
         row.addWidget(mode, 1)
         lay.addLayout(row)
-        if spec is None:
-            warn = QLabel(self.doc.registry.unknown_type_message(node.type))
-            warn.setWordWrap(True)
-            warn.setStyleSheet("color: #ef5350;")
-            lay.addWidget(warn)
-            lay.addStretch(1)
-            return
+
+    def _param_form(self, node: Node, spec: NodeSpec) -> QFormLayout:
+        """One row per param (disabled when a wire feeds it), and "after run" under a seed."""
         form = QFormLayout()
         form.setLabelAlignment(Qt.AlignRight)
         form.setSpacing(6)
@@ -97,18 +109,7 @@ class ParamsPanel(QScrollArea):
                                       self.doc.set_control(self.node_id, n, c.currentText()))
                 self._widgets["__control " + p.name] = ctl
                 form.addRow(QLabel("after run"), ctl)
-        lay.addLayout(form)
-        self.problem_label = QLabel()
-        self.problem_label.setWordWrap(True)
-        self.problem_label.setStyleSheet("color: #ef5350;")
-        lay.addWidget(self.problem_label)
-        self._show_problems()
-        if spec.description:
-            d = QLabel(spec.description)
-            d.setWordWrap(True)
-            d.setStyleSheet("color: #9aa0a6;")
-            lay.addWidget(d)
-        lay.addStretch(1)
+        return form
 
     def _editor(self, p: ParamSpec, value: Any) -> QWidget:
         name = p.name
@@ -196,14 +197,13 @@ class ParamsPanel(QScrollArea):
 
     # -- following -------------------------------------------------------------------------
     def on_graph_change(self, ch: GraphChange) -> None:
-        if self.node_id is None:
+        if self.node_id is None or ch.node_id != self.node_id:
             return
-        if ch.kind == "node_removed" and ch.node_id == self.node_id:
+        if ch.kind == ChangeKind.NODE_REMOVED:
             self.show_node(None)
-        elif ch.kind in ("link_added", "link_removed") and ch.node_id == self.node_id:
+        elif ch.kind in (ChangeKind.LINK_ADDED, ChangeKind.LINK_REMOVED):
             self.show_node(self.node_id)
-        elif ch.node_id == self.node_id and ch.kind in ("param_changed", "mode_changed",
-                                                           "node_changed"):
+        elif ch.kind in _SHOWN_FIELDS:
             self._sync()
 
     def _sync(self) -> None:
@@ -259,3 +259,11 @@ class ParamsPanel(QScrollArea):
             label.setVisible(bool(probs))
         except RuntimeError:
             pass  # the label was deleted with a previous page
+
+
+def _note(text: str, color: str) -> QLabel:
+    """A wrapped line of text in ``color``."""
+    label = QLabel(text)
+    label.setWordWrap(True)
+    label.setStyleSheet(f"color: {color};")
+    return label

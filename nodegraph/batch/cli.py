@@ -8,9 +8,8 @@ from typing import Any
 
 from ..context import DEVICES, DTYPES
 from ..errors import GraphLoadError, GraphValidationError, UsageError, WriteError
+from ..exitcodes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK
 from .coordinator import BatchAborted
-
-EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 EPILOG = """\
 SPEC: 0:1000 (1000 values), 0:1000:7 (a step), a,b,c (a list), @file (one value a line).

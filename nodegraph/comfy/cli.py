@@ -8,10 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import GraphLoadError, UsageError, WriteError
+from ..exitcodes import EXIT_INVALID, EXIT_OK
 from ..fileio import write_text_atomic
 from ..format import escape_lone_surrogates
-
-EXIT_OK, EXIT_INVALID = 0, 2
 
 IMPORT_EPILOG = """\
 FILE: a ComfyUI workflow (.json, UI format 0.4 or 1), an API prompt (.json), or a PNG/WebP that

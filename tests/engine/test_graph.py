@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from nodegraph import Graph, UsageError
-from nodegraph.graph import GraphChange
+from nodegraph import Graph, Group, UsageError
+from nodegraph import format as graph_format
+from nodegraph.graph import ChangeKind, GraphChange
 
 
 def test_new_ids_count_up_and_are_never_reused_after_a_removal():
@@ -108,3 +109,67 @@ def test_modes_are_checked():
     a = g.add_node("Const")
     with pytest.raises(UsageError, match="normal, muted, bypassed"):
         g.set_mode(a, "off")
+
+
+def test_set_control_sets_and_clears_a_params_mode_and_says_both():
+    g = Graph()
+    a = g.add_node("KSampler")
+    heard: list[GraphChange] = []
+    g.add_listener(heard.append)
+    g.set_control(a, "seed", "increment")
+    g.set_control(a, "seed", None)
+    assert a.control_after_run == {}
+    assert [(c.kind, c.node_id, c.name, c.old, c.new) for c in heard] == [
+        (ChangeKind.CONTROL_CHANGED, "1", "seed", None, "increment"),
+        (ChangeKind.CONTROL_CHANGED, "1", "seed", "increment", None)]
+
+
+def test_set_control_refuses_a_mode_that_does_not_exist():
+    g = Graph()
+    a = g.add_node("KSampler")
+    with pytest.raises(UsageError, match="fixed, increment, decrement, randomize"):
+        g.set_control(a, "seed", "sometimes")
+    assert a.control_after_run == {}
+
+
+def test_set_extra_keeps_a_field_in_the_file_and_none_removes_it():
+    g = Graph()
+    a = g.add_node("Const")
+    heard: list[GraphChange] = []
+    g.add_listener(heard.append)
+    g.set_extra(a, "collapsed", True)
+    assert graph_format.loads(graph_format.dumps(g)).nodes["1"].extra == {"collapsed": True}
+    g.set_extra(a, "collapsed", None)
+    assert a.extra == {}
+    assert [(c.kind, c.name, c.old, c.new) for c in heard] == [
+        (ChangeKind.EXTRA_CHANGED, "collapsed", None, True),
+        (ChangeKind.EXTRA_CHANGED, "collapsed", True, None)]
+
+
+def test_set_groups_stores_copies_and_says_old_and_new():
+    g = Graph()
+    first = Group("Inputs", (0, 0, 100, 50))
+    heard: list[GraphChange] = []
+    g.add_listener(heard.append)
+    g.set_groups([first])
+    first.title = "changed after the call"
+    g.set_groups([])
+    assert g.groups == []
+    assert [c.kind for c in heard] == [ChangeKind.GROUPS_CHANGED] * 2
+    assert heard[0].new == [Group("Inputs", (0, 0, 100, 50))] and heard[1].old == heard[0].new
+
+
+def test_editor_only_edits_leave_the_revision_alone():
+    g = Graph()
+    a = g.add_node("KSampler")
+    r = g.revision
+    g.set_control(a, "seed", "randomize")
+    g.set_extra(a, "collapsed", True)
+    g.set_groups([Group("All", (0, 0, 10, 10))])
+    g.update_node(a, title="Sampler")
+    assert g.revision == r
+
+
+def test_change_kinds_are_their_names():
+    assert ChangeKind.PARAM_CHANGED == "param_changed" and str(ChangeKind.LINK_ADDED) == "link_added"
+    assert ChangeKind("groups_changed") is ChangeKind.GROUPS_CHANGED

@@ -1,11 +1,10 @@
 """The editor's Batch… dialog: the command line it builds from its table, the item count and
-errors from the engine's sweep parser, the JSON progress reader, and real ``nodegraph batch``
-runs (torch-free ``batchtest`` nodes from tests/batch/packs) followed to the end, stopped,
-resumed and closed."""
+errors it shows, and real ``nodegraph batch`` runs (torch-free ``batchtest`` nodes from
+tests/batch/packs) followed to the end, stopped, resumed and closed. Its Qt-free parts (sweep
+rows, command line, progress reading, state, sentences) are tested in tests/batch/test_dialog_*.py."""
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import pytest
@@ -19,9 +18,9 @@ from nodegraph.errors import UsageError
 from nodegraph.graph import Graph
 from nodegraph.plugins import load_registry
 
-from gui.batch_dialog import (BatchDialog, BatchRequest, BatchState, LineBuffer, SweepRow,
-                              build_argv, count_items, default_rows, exit_summary, parse_event,
-                              range_size, show_batch_dialog, stats_text)
+from gui.batch.command import build_argv
+from gui.batch.dialog import BatchDialog, show_batch_dialog
+from gui.batch.sweeps import SweepRow
 from gui.document import Document
 
 PACKS = Path(__file__).resolve().parents[1] / "batch" / "packs"
@@ -98,29 +97,6 @@ def alive(pid: int) -> bool:
 
 
 # -- the command line --------------------------------------------------------------------------
-def test_argv_runs_this_nodegraph_with_the_sweeps_in_table_order(tmp_path):
-    request = BatchRequest(graph_file=tmp_path / "g.json", out_dir=tmp_path / "out",
-                           sweeps=[SweepRow("2", "seed", "0:3"), SweepRow("2", "prompt", "a, b")],
-                           workers=2)
-    assert build_argv(request, python="/venv/bin/python") == [
-        "/venv/bin/python", "-m", "nodegraph", "batch", str(tmp_path / "g.json"),
-        "--out", str(tmp_path / "out"), "--sweep", "2.seed=0:3", "--sweep", "2.prompt=a, b",
-        "--workers", "2", "--progress", "json"]
-
-
-def test_argv_for_ray_resume_models_device_and_a_relative_values_file(tmp_path):
-    request = BatchRequest(graph_file=tmp_path / "g.json", out_dir=tmp_path / "out",
-                           sweeps=[SweepRow("6", "text", "@prompts.txt")], ray=" 10.0.0.1:6379 ",
-                           resume=True, models_dirs=[tmp_path / "m"], device="cpu", dtype="fp32",
-                           base_dir=tmp_path / "graphs")
-    argv = build_argv(request, python="py")
-    assert argv[5:] == ["--out", str(tmp_path / "out"),
-                        "--sweep", f"6.text=@{tmp_path / 'graphs' / 'prompts.txt'}",
-                        "--ray", "10.0.0.1:6379", "--resume", "--models", str(tmp_path / "m"),
-                        "--device", "cpu", "--dtype", "fp32", "--progress", "json"]
-    assert "--workers" not in argv  # Ray picks its own count
-
-
 def test_the_cli_parser_reads_the_dialogs_table_back(make_dialog, tmp_path):
     dlg = make_dialog(blob_graph())
     dlg.add_row(SweepRow("2", "prompt", "a fox,an owl"))
@@ -135,13 +111,6 @@ def test_the_cli_parser_reads_the_dialogs_table_back(make_dialog, tmp_path):
 
 
 # -- the table and the count -------------------------------------------------------------------
-def test_a_graph_with_a_seed_starts_with_a_seed_sweep(bt_registry):
-    assert default_rows(blob_graph(), bt_registry) == [SweepRow("2", "seed", "0:8")]
-    no_seed = Graph()
-    no_seed.add_node("batchtest.SavePNG", {}, id="9")
-    assert default_rows(no_seed, bt_registry) == []
-
-
 def test_the_dialog_lists_nodes_by_id_and_title_and_the_nodes_params(make_dialog):
     dlg = make_dialog(blob_graph())
     node_combo = dlg.table.cellWidget(0, 0)
@@ -154,14 +123,6 @@ def test_the_dialog_lists_nodes_by_id_and_title_and_the_nodes_params(make_dialog
     assert dlg.count_label.text() == "8 items" and dlg.start_button.isEnabled()
     node_combo.setCurrentIndex(2)  # SavePNG: its params replace the Render's
     assert [param_combo.itemData(i) for i in range(param_combo.count())] == ["filename_prefix"]
-
-
-def test_the_count_multiplies_the_sweeps_in_order(bt_registry):
-    rows = [SweepRow("2", "prompt", "a, b ,c"), SweepRow("Sampler", "seed", "0:8")]
-    count = count_items(blob_graph(), bt_registry, rows)
-    assert count.ok and count.sizes == [3, 8] and count.total == 24
-    assert count.describe() == "24 items: 3 × 8"
-    assert count_items(blob_graph(), bt_registry, []).describe().startswith("1 item")
 
 
 def test_a_bad_spec_shows_the_parsers_message_and_disables_start(make_dialog, bt_registry):
@@ -188,35 +149,6 @@ def test_typing_recounts_after_a_pause(make_dialog, qtbot):
     dlg = make_dialog(blob_graph())
     dlg.spec_edit(0).setText("0:100:25")
     qtbot.waitUntil(lambda: dlg.count_label.text() == "4 items", timeout=3000)
-
-
-def test_sweeping_one_param_twice_is_refused(bt_registry):
-    count = count_items(blob_graph(), bt_registry,
-                        [SweepRow("2", "seed", "0:2"), SweepRow("2", "seed", "5,6")])
-    assert not count.ok and "2.seed is given twice" in count.error
-
-
-def test_a_values_file_is_read_relative_to_the_graphs_folder(bt_registry, tmp_path):
-    (tmp_path / "prompts.txt").write_text("a fox, at dusk\n\nan owl\n")
-    count = count_items(blob_graph(), bt_registry, [SweepRow("2", "prompt", "@prompts.txt")],
-                        base_dir=tmp_path)
-    assert count.ok and count.total == 2
-    missing = count_items(blob_graph(), bt_registry, [SweepRow("2", "prompt", "@nope.txt")],
-                          base_dir=tmp_path)
-    assert not missing.ok and "cannot read the values file" in missing.error
-
-
-def test_a_huge_range_is_counted_without_listing_it_and_its_ends_are_checked(bt_registry):
-    assert range_size("0:5000000") == (5_000_000, "0", "4999999")
-    assert range_size("10:0:-3") == (4, "10", "1")
-    assert range_size("0.5:2:0.25") == (6, "0.5", "1.75")
-    assert range_size("0:0") is None and range_size("a,b") is None
-    started = time.perf_counter()
-    count = count_items(blob_graph(), bt_registry, [SweepRow("2", "seed", "0:5000000")])
-    assert count.ok and count.total == 5_000_000
-    assert time.perf_counter() - started < 2.0  # listing 5 M values through the parser takes ~8 s
-    too_big = count_items(blob_graph(), bt_registry, [SweepRow("2", "width", "1:300000")])
-    assert not too_big.ok and "value '299999'" in too_big.error
 
 
 def test_a_folder_holding_a_batch_checks_resume_and_says_why(make_dialog, tmp_path):
@@ -250,177 +182,6 @@ def test_the_run_menu_opens_one_non_modal_dialog_per_window(make_window):
     sampler = next(n.id for n in g.nodes.values() if n.type == "testpack.Sampler")
     assert dlg.rows() == [SweepRow(sampler, "seed", "0:8")]
     assert show_batch_dialog(win) is dlg
-
-
-# -- reading the progress ----------------------------------------------------------------------
-EVENTS = [
-    {"event": "start", "progress_version": 1, "total": 5, "skipped": 1, "todo": 4, "workers": 2,
-     "backend": "local", "out": "/o", "resume": True},
-    {"event": "worker_starting", "worker": "local-1", "replacement": False},
-    {"event": "worker_starting", "worker": "local-2", "replacement": False},
-    {"event": "worker_ready", "worker": "local-1", "pid": 101, "host": "vm", "threads": 2},
-    {"event": "worker_ready", "worker": "local-2", "pid": 102, "host": "vm", "threads": 2},
-    {"event": "item_started", "index": 1, "worker": "local-1", "attempt": 1},
-    {"event": "item_started", "index": 2, "worker": "local-2", "attempt": 1},
-    {"event": "item_done", "index": 1, "key": "k1", "worker": "local-1", "seconds": 0.5,
-     "files": ["000001-k1-3-0.png"], "attempt": 1},
-    {"event": "worker_lost", "worker": "local-2", "reason": "worker process 102 exited by signal 9",
-     "index": 2},
-    {"event": "retry", "index": 2, "attempt": 2, "reason": "its worker died"},
-    {"event": "worker_starting", "worker": "local-3", "replacement": True},
-    {"event": "item_started", "index": 3, "worker": "local-1", "attempt": 1},
-    {"event": "item_failed", "index": 3, "key": "k3", "kind": "graph",
-     "error": "seed 3 is the one this test graph refuses\nmore detail", "worker": "local-1",
-     "attempt": 1},
-    {"event": "progress", "total": 5, "done": 2, "done_this_run": 1, "skipped": 1, "failed": 1,
-     "retries": 1, "items_per_s": 1.25, "eta_s": 1.6, "elapsed_s": 3.0,
-     "workers": {"local-1": {"done": 1, "items_per_s": 0.5, "alive": True, "host": "vm"},
-                 "local-2": {"done": 0, "items_per_s": 0.0, "alive": False, "host": "vm"}}},
-    {"event": "finish", "total": 5, "done": 4, "done_this_run": 3, "skipped": 1, "failed": 1,
-     "retries": 1, "items_per_s": 1.5, "eta_s": None, "elapsed_s": 4.2, "interrupted": False,
-     "model_loads": 2, "workers_started": 3, "replacements": 1, "out": "/o",
-     "workers": {"local-1": {"done": 2, "items_per_s": 0.6, "alive": True, "host": "vm"},
-                 "local-2": {"done": 0, "items_per_s": 0.0, "alive": False, "host": "vm"},
-                 "local-3": {"done": 1, "items_per_s": 0.4, "alive": True, "host": "vm"}}},
-]
-STREAM = "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in EVENTS).encode()
-
-
-def test_lines_split_anywhere_come_out_whole():
-    buffer = LineBuffer()
-    text = '{"event": "retry", "reason": "ü"}\r\nstderr-ish line\n{"event": "pro'.encode()
-    got = []
-    for i in range(len(text)):  # one byte at a time: "ü" arrives in two halves
-        got += buffer.feed(text[i:i + 1])
-    assert got == ['{"event": "retry", "reason": "ü"}', "stderr-ish line"]
-    assert buffer.feed(b'gress"}') == [] and buffer.flush() == ['{"event": "progress"}']
-    assert buffer.flush() == []
-
-
-def test_only_json_objects_with_an_event_are_events():
-    assert parse_event('{"event": "start", "total": 3}') == {"event": "start", "total": 3}
-    assert parse_event("Traceback (most recent call last):") is None
-    assert parse_event('{"total": 3}') is None and parse_event('{"event": ') is None
-    assert parse_event("[1, 2]") is None
-
-
-def feed_all(chunks: list[bytes]) -> BatchState:
-    buffer, state = LineBuffer(), BatchState()
-    for chunk in chunks:
-        for line in buffer.feed(chunk):
-            event = parse_event(line)
-            if event is not None:
-                state.apply(event)
-    return state
-
-
-def test_every_event_kind_updates_the_state():
-    state = BatchState()
-    log = []
-    for event in EVENTS[:8]:
-        log += state.apply(event)
-    assert state.started and (state.total, state.skipped, state.todo) == (5, 1, 4)
-    assert state.backend == "local" and state.resume and state.out == "/o"
-    assert state.done == 2 and state.done_this_run == 1 and state.files == ["000001-k1-3-0.png"]
-    w1, w2 = state.workers["local-1"], state.workers["local-2"]
-    assert (w1.pid, w1.host, w1.threads, w1.done, w1.item) == (101, "vm", 2, 1, None)
-    assert w2.item == 2 and w2.status() == "alive · item 2" and w1.status() == "alive · idle"
-    assert log == ["batch of 5 item(s), 4 to do (1 done before); 2 local worker(s)"]
-
-    assert state.apply(EVENTS[8]) == [
-        "worker local-2 lost while running item 2: worker process 102 exited by signal 9"]
-    assert not w2.alive and w2.status() == "lost" and w2.item is None
-    assert state.apply(EVENTS[9]) == [
-        "item 2 goes back to the queue (attempt 2): its worker died"]
-    assert state.retries == 1
-    assert state.apply(EVENTS[10]) == ["starting replacement worker local-3"]
-    assert state.workers["local-3"].status() == "starting…"
-    state.apply(EVENTS[11])
-    assert state.apply(EVENTS[12]) == [
-        "item 3 failed (graph): seed 3 is the one this test graph refuses"]
-    assert state.failed == 1 and state.failures == {3: "seed 3 is the one this test graph refuses\n"
-                                                       "more detail"}
-    assert w1.item is None
-
-    state.apply(EVENTS[13])
-    assert (state.done, state.items_per_s, state.eta_s, state.elapsed_s) == (2, 1.25, 1.6, 3.0)
-    assert w1.items_per_s == 0.5 and not w2.alive
-    assert not state.finished
-    assert state.apply(EVENTS[14]) == [
-        "finished: 4/5 done, 1 failed, 1 retried, 2 model load(s), 0:04"]
-    assert state.finished and not state.interrupted and state.eta_s is None
-    assert state.workers["local-1"].status() == "stopped" and w2.status() == "lost"
-    assert (state.model_loads, state.workers_started, state.replacements) == (2, 3, 1)
-    assert state.workers["local-3"].done == 1 and state.workers["local-1"].done == 2
-    assert len(state.log) == 6
-
-
-def test_the_state_is_the_same_however_the_stream_is_cut():
-    whole = feed_all([STREAM])
-    for size in (1, 7, 64, 333):
-        cut = feed_all([STREAM[i:i + size] for i in range(0, len(STREAM), size)])
-        assert cut == whole, size
-    assert whole.done == 4 and whole.failed == 1
-
-
-def test_an_unknown_event_is_ignored_and_a_newer_format_is_noted():
-    state = BatchState()
-    assert state.apply({"event": "something_new", "x": 1}) == []
-    message = state.apply({"event": "start", "progress_version": 2, "total": 1, "todo": 1})
-    assert "version 2" in message[0]
-
-
-def test_the_stats_line_shows_rate_eta_retries_and_failures():
-    state = BatchState(started=True, total=24, done=12, items_per_s=2.04, eta_s=6.2, retries=1)
-    assert stats_text(state) == "12/24 done · 2.04 items/s · ETA 0:06 · 1 retried · 0 failed"
-    state.skipped, state.eta_s = 3, None
-    assert stats_text(state) == ("12/24 done · 3 done before · 2.04 items/s · ETA ? · 1 retried · "
-                                 "0 failed")
-    state.finished, state.elapsed_s = True, 3725
-    assert "took 1:02:05" in stats_text(state) and "ETA" not in stats_text(state)
-
-
-# -- the end of a batch ------------------------------------------------------------------------
-def finished_state(**counts) -> BatchState:
-    state = BatchState(started=True, finished=True, total=10)
-    for name, value in counts.items():
-        setattr(state, name, value)
-    return state
-
-
-def test_exit_codes_become_one_clear_sentence():
-    assert exit_summary(0, finished_state(done=10, skipped=4)) == (
-        "ok", "Done: 10/10 items (4 done before).")
-    level, text = exit_summary(130, finished_state(done=3, interrupted=True))
-    assert level == "warn" and text == ("Interrupted: 3/10 done, 0 failed. The folder is resumable: "
-                                        "Start again with Resume to do the remaining 7.")
-    level, text = exit_summary(1, finished_state(done=8, failed=2))
-    assert level == "error" and "Finished with failures: 8/10 done, 2 failed" in text
-    assert "errors.jsonl" in text
-    level, text = exit_summary(2, BatchState(), [
-        "nodegraph batch: cannot resume /o: the graph changed since the batch started (node 2 "
-        "param prompt: 'a fox' → 'an owl')."])
-    assert level == "error" and text.startswith("Not started")
-    assert "cannot resume /o: the graph changed" in text and "nodegraph batch:" not in text
-    level, text = exit_summary(1, BatchState(started=True, total=10, done=2), [
-        "stopping: …", "nodegraph batch: every worker died before it was ready"])
-    assert "The batch stopped: every worker died before it was ready" in text
-    level, text = exit_summary(None, BatchState(started=True, total=10, done=2), crashed=True,
-                               killed=True)
-    assert level == "error" and text.startswith("Killed: 2/10 done") and "resumable" in text
-    level, text = exit_summary(None, BatchState(), crashed=True, stopped=True)
-    assert level == "warn" and text == "Stopped: 0/0 done, 0 failed."
-    level, text = exit_summary(None, BatchState(), ["Segmentation fault"], crashed=True)
-    assert level == "error" and text.startswith("The batch process crashed") and "Segmentation" in text
-
-
-def test_the_error_event_says_why_without_reading_stderr():
-    state = BatchState()
-    state.apply({"event": "error", "kind": "invalid_request", "exit_code": 2,
-                 "messages": ["nodegraph batch: --sweep '3.seed=a:b': 'a' is not a whole number"]})
-    level, text = exit_summary(2, state, [])
-    assert level == "error" and text == ("Not started — nodegraph batch refused the request:\n"
-                                         "--sweep '3.seed=a:b': 'a' is not a whole number")
 
 
 # -- real batches ------------------------------------------------------------------------------

@@ -254,6 +254,22 @@ def test_moving_a_selection_is_one_undo_step(make_window):
     assert view.gs.node_items["2"].pos() == QPointF(400, 40)
 
 
+def test_a_drag_keeps_the_mouse_until_its_own_button_comes_up(make_window):
+    win = make_window(two_nodes())
+    view = win.view
+    title = item_point(view, "1", 100, 10)
+    mouse(view, "press", title)
+    mouse(view, "move", title + QPointF(20, 0), buttons=Qt.LeftButton)
+    both = Qt.LeftButton | Qt.RightButton
+    mouse(view, "press", title + QPointF(20, 0), Qt.RightButton, buttons=both)  # no menu
+    mouse(view, "release", title + QPointF(20, 0), Qt.RightButton, buttons=Qt.LeftButton)
+    mouse(view, "move", title + QPointF(50, 30), buttons=Qt.LeftButton)
+    assert view.gs.node_items["1"].pos() == QPointF(50, 30)  # still following the mouse
+    mouse(view, "release", title + QPointF(50, 30))
+    assert win.doc.graph.nodes["1"].pos == (50, 30) and win.doc.undo.count() == 1
+    assert view._menu is None
+
+
 def test_snap_to_grid_rounds_positions(make_window):
     win = make_window(two_nodes())
     view = win.view

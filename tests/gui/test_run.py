@@ -161,3 +161,31 @@ def test_runs_do_not_block_the_ui(make_window, qtbot):
     assert win.runner.running
     assert win.doc.graph.nodes["1"].title == "Red"
     qtbot.waitUntil(lambda: not win.runner.running, timeout=10_000)
+
+
+def test_the_runner_forwards_the_engines_events_in_order_with_their_images(registry, qtbot, tmp_path):
+    from nodegraph import events as ev
+    from nodegraph.api import Session
+    from nodegraph.context import RunOptions
+    from nodegraph.executor import OutputCache
+
+    from gui.runner import Runner
+
+    runner = Runner(Session(registry, options=RunOptions(output_dir=tmp_path), cache=OutputCache()))
+    heard = []
+    runner.event.connect(lambda e, images: heard.append((e, images)))
+    with qtbot.waitSignal(runner.run_finished, timeout=10_000):
+        assert runner.start(image_graph())
+    steps = [(type(e), getattr(e, "node_id", None)) for e, _ in heard if not isinstance(e, ev.Progress)]
+    assert steps == [(ev.RunStarted, None),
+                     (ev.NodeStarted, "1"), (ev.NodeFinished, "1"),
+                     (ev.NodeStarted, "2"), (ev.NodeFinished, "2"),
+                     (ev.NodeStarted, "3"), (ev.NodeFinished, "3"), (ev.RunFinished, None)]
+    progress = [(e, images) for e, images in heard if isinstance(e, ev.Progress)]
+    last, preview = progress[-1]
+    assert (last.step, last.total) == (3, 3)  # coalescing never drops the last step
+    assert preview[0].size().toTuple() == (8, 8) and preview[0].pixelColor(0, 0) == QColor(255, 255, 255)
+    shown = dict((e.node_id, images) for e, images in heard if isinstance(e, ev.NodeFinished))
+    assert shown["1"] == [] and shown["2"] == []
+    assert [(i.width(), i.height()) for i in shown["3"]] == [(64, 48)]
+    assert shown["3"][0].pixelColor(10, 10) == QColor(255, 0, 0)
