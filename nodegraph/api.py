@@ -19,11 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from . import format as graph_format
+from .cache import OutputCache
 from .context import RunOptions
 from .errors import GraphValidationError, Problem, UsageError
-from .executor import Callbacks, Executor, OutputCache, RunResult
+from .executor import Callbacks, Executor
 from .graph import Graph, Node, NodeRef
 from .registry import BOOLEAN, COMBO, FLOAT, INT, Registry
+from .results import RunResult
 from .validate import errors
 from .validate import validate as _validate
 
