@@ -374,6 +374,7 @@ class NodeSpec:
     pack: str = ""
     # Derived (filled in __post_init__): lookups and calling convention.
     takes_context: bool = field(default=False, init=False, compare=False, repr=False)
+    fingerprint_takes_options: bool = field(default=False, init=False, compare=False, repr=False)
     token: str = field(default="", init=False, compare=False, repr=False)
     param_names: frozenset[str] = field(default=frozenset(), init=False, compare=False, repr=False)
 
@@ -406,6 +407,8 @@ class NodeSpec:
         except (TypeError, ValueError):
             takes = False
         object.__setattr__(self, "takes_context", takes)
+        object.__setattr__(self, "fingerprint_takes_options",
+                           self.fingerprint is not None and _arity(self.fingerprint) >= 2)
         object.__setattr__(self, "token", f"{self.type_id}#{next(_spec_tokens)}")
         object.__setattr__(self, "param_names", frozenset(p.name for p in self.params))
 
@@ -440,6 +443,17 @@ class NodeSpec:
     def default_params(self) -> dict[str, Any]:
         """Every param at its default (what an editor puts on a new node)."""
         return {p.name: p.default for p in self.params}
+
+    def fingerprint_of(self, params: dict[str, Any], options: RunOptions) -> str | None:
+        """The node's fingerprint for ``params`` (defaults filled in): ``fingerprint(params)``, or
+        ``fingerprint(params, options)`` when it takes two arguments (e.g. a model file found through
+        the run's model folders); None for a node without one. Raises what the fingerprint raises."""
+        fn = self.fingerprint
+        if fn is None:
+            return None
+        if self.fingerprint_takes_options:
+            return str(fn(params, options))  # type: ignore[call-arg]
+        return str(fn(params))  # type: ignore[call-arg]
 
     def to_json(self, options: RunOptions | None = None) -> dict[str, Any]:
         return {
