@@ -58,8 +58,8 @@ class Document(QObject):
 
     def open(self, path: str | os.PathLike[str]) -> Any:
         """Load a graph file, a ComfyUI workflow or prompt, or a PNG/WebP carrying one (GraphLoadError
-        if it cannot). Returns the ``nodegraph.comfy.detect.Opened`` (format, import report)."""
-        from nodegraph.comfy.detect import open_graph
+        if it cannot). Returns the ``nodegraph.opening.Opened`` (format, import report)."""
+        from nodegraph.opening import open_graph
 
         opened = open_graph(path, self.registry.nodes)
         # An image or a ComfyUI file is not the graph's file: saving asks for a new name.

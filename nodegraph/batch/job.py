@@ -16,10 +16,10 @@ from typing import Any
 
 from .. import __version__
 from .. import format as graph_format
-from ..api import Session
 from ..context import RunOptions
 from ..errors import GraphValidationError, UsageError
 from ..graph import Graph
+from ..session import Session
 from ..validate import errors as error_problems
 from ..validate import validate
 from .coordinator import MAX_ATTEMPTS, Coordinator, Pool

@@ -29,6 +29,7 @@ from typing import Any
 
 from ..context import RunOptions
 from ..errors import GraphValidationError, NodeExecutionError, UsageError
+from ..graph import id_key
 from .writer import Output
 
 LOAD_COUNTERS: list[Callable[[], int]] = []
@@ -82,7 +83,7 @@ class ItemRunner:
         os.environ.update(config.env)
         set_threads(config.threads)
         from .. import format as graph_format
-        from ..api import Session
+        from ..session import Session
 
         self.config = config
         self.options = RunOptions(device=config.device, dtype=config.dtype,
@@ -178,7 +179,7 @@ def _collect(ui: dict[str, dict[str, Any]], folder: Path) -> list[Output]:
     """The files output nodes wrote into the staging folder, per node (by id) and element."""
     outputs = []
     root = folder.resolve()
-    for node_id in sorted(ui, key=_id_order):
+    for node_id in sorted(ui, key=id_key):
         element = 0
         for entry in ui[node_id].get("files", []) or []:
             path = Path(entry).resolve()
@@ -187,10 +188,6 @@ def _collect(ui: dict[str, dict[str, Any]], folder: Path) -> list[Output]:
             outputs.append(Output(node_id, element, path.suffix.lower(), path.read_bytes()))
             element += 1
     return outputs
-
-
-def _id_order(node_id: str) -> tuple[int, int, str]:
-    return (0, int(node_id), "") if node_id.isascii() and node_id.isdigit() else (1, 0, node_id)
 
 
 def _error_kind(exc: BaseException) -> str:

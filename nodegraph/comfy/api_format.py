@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..graph import Graph, Link, Node
+from ..graph import Graph, Link, Node, id_key
 from ..registry import NodeSpec
 from .common import kept_inputs
 from .prompt_text import export_value
@@ -103,12 +103,8 @@ def to_api_prompt(graph: Graph, specs: Mapping[str, NodeSpec]) -> dict[str, dict
                 changed = True
 
     prompt: dict[str, dict[str, Any]] = {}
-    for node_id in sorted(candidates, key=_id_key):
+    for node_id in sorted(candidates, key=id_key):
         node, spec, sources = candidates[node_id]
         links = {name: [src[0], src[1]] for name, src in sorted(sources.items()) if src is not None}
         prompt[node_id] = _entry(node, spec, links)
     return prompt
-
-
-def _id_key(node_id: str) -> tuple[int, int, str]:
-    return (0, int(node_id), "") if node_id.isascii() and node_id.isdigit() else (1, 0, node_id)

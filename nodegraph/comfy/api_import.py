@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..graph import Graph, Link, Node
+from ..graph import Graph, Link, Node, id_key
 from ..registry import NodeSpec
-from .common import (COMFY_KEY, ImportReport, SpecsArg, id_key, import_error, make_placeholder,
+from .common import (COMFY_KEY, ImportReport, SpecsArg, import_error, make_placeholder,
                      mapped_spec, resolve_specs)
 from .prompt_text import import_value, prompt_notes
 

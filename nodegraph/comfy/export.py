@@ -10,10 +10,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..errors import UsageError
-from ..graph import Graph
+from ..graph import Graph, id_key
 from ..registry import NodeSpec
 from .api_format import is_comfy_type, to_api_prompt
-from .common import id_key, is_placeholder
+from .common import is_placeholder
 
 
 class UnmappedNodesError(UsageError):

@@ -11,8 +11,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from ..graph import Graph
-from .common import PROMPT_PARAMS, id_key
+from ..graph import Graph, id_key
+from .common import PROMPT_PARAMS
 
 _UNESCAPED = re.compile(r"(?<!\\)[\[\]]")
 _EMBEDDING = re.compile(r"embedding:([^\s,()\[\]\\]+)")
