@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any, Union
 from .errors import RegistryError, UnknownNodeType
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from .context import RunOptions
 
 INT, FLOAT, STRING, BOOLEAN, COMBO = "INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"
@@ -29,6 +31,10 @@ BUILTIN_PACK = "builtin"
 
 ChoicesProvider = Callable[..., Sequence[Any]]
 """``provider(options: RunOptions) -> list of choices``; called whenever choices are needed."""
+
+ModelLocator = Callable[[str, "RunOptions"], "Path | None"]
+"""``locate(name, options) -> Path | None``: the model file a param value names (the
+``nodegraph_model_locators`` hook)."""
 
 _KIND_WORDS = {
     INT: "a whole number such as 20",
@@ -543,6 +549,8 @@ class Registry:
         self.nodes: dict[str, NodeSpec] = {}
         self.packs: list[PackInfo] = []
         """Every pack the loader tried, in load order (failed ones included)."""
+        self.model_locators: list[ModelLocator] = []
+        """What the packs' ``nodegraph_model_locators`` hooks returned, in pack order."""
 
     # -- filling ---------------------------------------------------------------------------
     def add_type(self, socket_type: SocketType) -> SocketType:
@@ -608,6 +616,15 @@ class Registry:
 
     def default_params(self, type_id: str) -> dict[str, Any]:
         return self[type_id].default_params()
+
+    def locate_model(self, name: str, options: RunOptions) -> Path | None:
+        """The model file ``name`` names, as the first of the packs' model locators finds it (None
+        if none does)."""
+        for locate in self.model_locators:
+            path = locate(name, options)
+            if path is not None:
+                return path
+        return None
 
     def pack(self, name: str) -> PackInfo | None:
         """The loaded pack of that name, else a failed one, else None."""

@@ -21,12 +21,13 @@ Listings are cached per category and refreshed when a folder's modification time
 from __future__ import annotations
 
 import difflib
+import functools
 import os
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+from typing import Callable, Iterable, Mapping, Sequence
 
 APP_NAME = "NodeGraph"
 ENV_MODELS = "NODEGRAPH_MODELS"
@@ -299,6 +300,25 @@ class ModelFolders:
         raise ModelNotFound(category, str(name), folders, _closest_first(str(name), found), hint)
 
 
+    def locate(self, name: str) -> Path | None:
+        """The file ``name`` names in any category — those NodeGraph knows, then the other
+        sub-folders of the roots — or None (how a batch finds the model files a graph names)."""
+        for category in self.categories():
+            try:
+                return self.find(category, name)
+            except (ModelNotFound, ValueError):
+                continue
+        return None
+
+    def categories(self) -> list[str]:
+        """The categories NodeGraph knows, then the other sub-folders of the roots (sorted)."""
+        found = list(CATEGORIES)
+        for root in self.roots():
+            if root.is_dir():
+                found += sorted(p.name for p in root.iterdir()
+                                if p.is_dir() and p.name not in found and not p.name.startswith("."))
+        return found
+
     def find_anywhere(self, category: str, name: str, suffixes: Sequence[str] = ()) -> Path | None:
         """The file of ``category`` named ``name`` or ``name`` + one of ``suffixes``, directly in one of
         its folders or in any sub-folder (how ComfyUI looks up embeddings), or None. The shallowest
@@ -440,3 +460,10 @@ def folders_for(models_dirs: Sequence[str | os.PathLike[str]] = ()) -> ModelFold
         if folders is None:
             folders = _by_roots[key] = ModelFolders(key)
         return folders
+
+
+def folder_resolver(models_dirs: Sequence[str | os.PathLike[str]] = ()) -> Callable[[str], Path | None]:
+    """``name -> Path | None``: :meth:`ModelFolders.locate` in the folders ``models_dirs`` adds to
+    the default ones, each name looked up once."""
+    folders = ModelFolders(models_dirs)
+    return functools.lru_cache(maxsize=None)(folders.locate)

@@ -68,6 +68,12 @@ def find_model(options: RunOptions, category: str, name: str) -> Path:
     return folders_for(_roots(options)).find(category, name)
 
 
+def locate_model(name: str, options: RunOptions) -> Path | None:
+    """The model file a param value names, in any category of the run's model folders, or None
+    (the built-in pack's ``nodegraph_model_locators`` hook)."""
+    return folders_for(_roots(options)).locate(name)
+
+
 def model_fingerprint(category: str, param: str) -> Callable[[dict[str, Any], RunOptions], str]:
     """Fingerprint of a model loader node: the file's path, size and modification time, so that a
     file replaced on disk is loaded again instead of coming from the output cache."""

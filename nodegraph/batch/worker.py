@@ -157,10 +157,10 @@ class ItemRunner:
         """A message if a model file here differs from the one the coordinator hashed."""
         if not expected or not self.config.verify_models:
             return None
-        from .items import ModelHasher, default_hash_cache, folder_resolver
+        from .items import ModelHasher, default_hash_cache, model_resolver
 
         if self._resolver is None:
-            self._resolver = folder_resolver(self.config.models_dirs)
+            self._resolver = model_resolver(self.session.registry, self.options)
             self._hasher = ModelHasher(default_hash_cache())
         for name, sha in sorted(expected.items()):
             path = self._resolver(name)
