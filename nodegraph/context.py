@@ -13,6 +13,7 @@ from .events import Event, Progress
 
 if TYPE_CHECKING:
     from .graph import Graph
+    from .resources import Resources
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DTYPES = ("auto", "fp32", "fp16", "bf16")
@@ -26,6 +27,9 @@ class RunOptions:
 
     ``models_dirs`` are extra model roots given by the user (``--models``), searched first;
     the node pack adds its own default roots. ``extra`` is free for packs and clients.
+    ``resources`` are the session's (:mod:`nodegraph.resources`: what packs keep from run to run,
+    e.g. loaded models); a session puts its own in the options it runs with, None means the
+    default ones. They change no result, so they take no part in signatures or comparisons.
     """
 
     device: str = "auto"
@@ -33,6 +37,7 @@ class RunOptions:
     output_dir: Path = field(default_factory=lambda: Path("output"))
     models_dirs: tuple[Path, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
+    resources: Resources | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.device not in DEVICES:

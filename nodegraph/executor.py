@@ -25,6 +25,7 @@ from .events import (Event, NodeCached, NodeFailed, NodeFinished, NodeStarted, R
 from .graph import Graph, Node
 from .plan import Plan, Step, options_key, output_targets, target_ids
 from .registry import NodeSpec, Registry
+from .resources import resources_for
 from .results import RunResult, RunStats
 from .validate import build_plan
 
@@ -115,17 +116,18 @@ class Executor:
     def _run(self, graph: Graph, targets: Iterable[str] | None, on_event: Callbacks,
              options: RunOptions, stop: threading.Event) -> RunResult:
         plan = self._plan(graph, targets)
-        run = _Run(self.cache, plan, graph, options, _make_emitter(on_event), stop,
-                   next(self._run_ids))
-        try:
-            for step in plan.steps:
-                if stop.is_set():
-                    raise Interrupted(None)
-                run.visit(step)
-        except Interrupted as exc:
-            run.interrupted(exc)
-            raise
-        return run.finish()
+        with resources_for(options).run_scope():
+            run = _Run(self.cache, plan, graph, options, _make_emitter(on_event), stop,
+                       next(self._run_ids))
+            try:
+                for step in plan.steps:
+                    if stop.is_set():
+                        raise Interrupted(None)
+                    run.visit(step)
+            except Interrupted as exc:
+                run.interrupted(exc)
+                raise
+            return run.finish()
 
 
 class _Run:

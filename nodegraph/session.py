@@ -1,6 +1,12 @@
-"""A session: a registry (node packs), an executor with its output cache, and default run options —
-what a script, the CLI, the editor or a server holds. :func:`default_session` is the one the
-module-level functions of :mod:`nodegraph.api` use.
+"""A session: a registry (node packs), an executor with its output cache, the resources node packs
+keep (loaded models, model-folder listings) and default run options — what a script, the CLI, the
+editor or a server holds.
+
+``Session()`` starts afresh: nothing cached, nothing loaded (tests and servers make as many as
+they need). :func:`default_session`, the one the module-level functions of :mod:`nodegraph.api`
+use, holds the process-wide cache (:func:`~nodegraph.cache.shared_cache`) and resources
+(:func:`~nodegraph.resources.default_resources`) — what Executors and RunOptions made without
+their own use too.
 """
 from __future__ import annotations
 
@@ -8,11 +14,12 @@ import os
 import random
 import threading
 from collections.abc import Iterable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from . import format as graph_format
-from .cache import OutputCache
+from .cache import OutputCache, shared_cache
 from .context import RunOptions
 from .errors import GraphValidationError, Problem, UsageError
 from .executor import Callbacks, Executor
@@ -20,23 +27,39 @@ from .graph import Graph, Node
 from .opening import Opened, open_graph
 from .overrides import parse_assignment
 from .registry import Registry
+from .resources import Resources, default_resources
 from .results import RunResult
 from .validate import errors
 from .validate import validate as _validate
 
 
 class Session:
-    """A registry, an executor and default run options (what a script, the CLI or the editor holds).
+    """A registry, an executor with its output cache, the packs' resources and default run options.
 
-    Without a registry, packs are discovered and loaded on first use.
+    Without a registry, packs are discovered and loaded on first use. ``cache`` (default: a new
+    one) and ``resources`` (default: those ``options`` carry, else new ones) may be shared with
+    another session, e.g. a second editor window's. ``options.resources`` is set to the session's.
     """
 
     def __init__(self, registry: Registry | None = None, *, options: RunOptions | None = None,
-                 cache: OutputCache | None = None):
+                 cache: OutputCache | None = None, resources: Resources | None = None):
+        options = options or RunOptions()
         self._registry = registry
-        self._cache = cache
+        self.cache = cache if cache is not None else OutputCache()
+        self.resources = resources or options.resources or Resources()
         self._executor: Executor | None = None
-        self.options = options or RunOptions()
+        self.options = options
+
+    @property
+    def options(self) -> RunOptions:
+        """Default run options (carrying the session's resources)."""
+        return self._options
+
+    @options.setter
+    def options(self, options: RunOptions) -> None:
+        self._options = replace(options, resources=self.resources)
+        if self._executor is not None:
+            self._executor.options = self._options
 
     @property
     def registry(self) -> Registry:
@@ -49,7 +72,7 @@ class Session:
     @property
     def executor(self) -> Executor:
         if self._executor is None:
-            self._executor = Executor(self.registry, self._cache, self.options)
+            self._executor = Executor(self.registry, self.cache, self.options)
         return self._executor
 
     # -- graphs ----------------------------------------------------------------------------
@@ -104,7 +127,9 @@ class Session:
         on another thread; :meth:`interrupt` stops the current run either way)."""
         opts = options or self.options
         if out_dir is not None:
-            opts = RunOptions(opts.device, opts.dtype, Path(out_dir), opts.models_dirs, opts.extra)
+            opts = replace(opts, output_dir=Path(out_dir))
+        if opts.resources is None:
+            opts = replace(opts, resources=self.resources)
         if validate:
             bad = errors(_validate(graph, self.registry, opts))
             if bad:
@@ -152,8 +177,9 @@ _default: Session | None = None
 
 
 def default_session() -> Session:
-    """The session the module-level functions of :mod:`nodegraph.api` use (packs loaded on first use)."""
+    """The session the module-level functions of :mod:`nodegraph.api` use (packs loaded on first
+    use), with the process-wide cache and resources."""
     global _default
     if _default is None:
-        _default = Session()
+        _default = Session(cache=shared_cache(), resources=default_resources())
     return _default
