@@ -200,7 +200,7 @@ class _Run:
         ctx = None
         if spec.takes_context:
             ctx = kwargs["ctx"] = RunContext(node_id, spec.type_id, self.options, self.graph,
-                                             self.emit, self.stop)
+                                             self.emit, self.stop, self.stats)
         t0 = time.perf_counter()
         try:
             outputs = _normalize(spec.function(**kwargs), spec)

@@ -1,5 +1,5 @@
 """What a run gives back: :class:`RunResult` (outputs, what output nodes showed, stats) and
-:class:`RunStats` (what ran, what came from the cache, how long)."""
+:class:`RunStats` (what ran, what came from the cache, how long, how many model files were read)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -10,13 +10,16 @@ from .graph import Node
 
 @dataclass
 class RunStats:
-    """What a run did: nodes executed and cached (in order) and seconds per executed node."""
+    """What a run did: nodes executed and cached (in order), seconds per executed node, and how
+    many model files its nodes read (``model_loads``: what they reported with
+    ``ctx.model_loaded()``; a model already in memory is not read again and does not count)."""
 
     run_id: int = 0
     executed: list[str] = field(default_factory=list)
     cached: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
     total_seconds: float = 0.0
+    model_loads: int = 0
 
     def summary(self) -> str:
         return (f"{len(self.executed)} node(s) ran, {len(self.cached)} cached, "

@@ -68,3 +68,17 @@ def test_resources_make_an_object_once_and_can_replace_it():
     assert resources.peek("pack.thing") == {"other": 1}
     resources.clear()
     assert resources.peek("pack.thing") is None
+
+
+def test_a_runs_stats_count_the_model_files_its_nodes_report_reading(registry):
+    @node("Loader", params=[], outputs={"value": "INT"})
+    def loader(ctx: RunContext) -> int:
+        ctx.model_loaded()
+        return 1
+
+    registry.add_node(loader)
+    g = Graph()
+    g.connect(g.add_node("Loader"), "value", g.add_node("Sink"), "value")
+    session = Session(registry)
+    assert session.run(g).stats.model_loads == 1
+    assert session.run(g).stats.model_loads == 0  # cached: nothing read
