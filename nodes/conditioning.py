@@ -12,9 +12,8 @@ from typing import Any
 
 from nodegraph import RunContext, String, node
 
-from .folders import folders_for
 from .loaders import NO_CLIP
-from .runtime import on_device
+from .runtime import model_folders, on_device
 
 
 @node("CLIPTextEncode", display_name="CLIP Text Encode (Prompt)", category="conditioning",
@@ -34,7 +33,7 @@ def clip_text_encode(clip: Any, text: str, ctx: RunContext) -> list:
 
     if clip is None:
         raise ValueError(NO_CLIP)
-    library = EmbeddingLibrary(folders_for(ctx.options.models_dirs))
+    library = EmbeddingLibrary(model_folders(ctx.options))
     with on_device(ctx.options, *clip.models.values()):
         context, pooled = clip.encode(text, embeddings=library)
     if library.missing:

@@ -25,6 +25,7 @@ import functools
 import os
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Mapping, Sequence
@@ -445,21 +446,27 @@ def find_model(category: str, name: str) -> Path:
     return default_folders().find(category, name)
 
 
-_by_roots: dict[tuple[str, ...], ModelFolders] = {}
+class FoldersCache:
+    """The model folders of runs by their extra roots (``RunOptions.models_dirs``), each kept with its
+    cached listings; the ``size`` most recently used lists of roots are kept (a session owns one)."""
 
+    def __init__(self, size: int = 16):
+        self.size = size
+        self._by_roots: OrderedDict[tuple[str, ...], ModelFolders] = OrderedDict()
+        self._lock = threading.Lock()
 
-def folders_for(models_dirs: Sequence[str | os.PathLike[str]] = ()) -> ModelFolders:
-    """The model folders of a run: ``models_dirs`` (``RunOptions.models_dirs``, i.e. ``--models``) searched
-    first, then everything ``default_folders()`` searches. Without ``models_dirs`` this is
-    ``default_folders()``; otherwise one cached ``ModelFolders`` per distinct list of roots."""
-    if not models_dirs:
-        return default_folders()
-    key = tuple(os.path.abspath(os.fspath(d)) for d in models_dirs)
-    with _default_lock:
-        folders = _by_roots.get(key)
-        if folders is None:
-            folders = _by_roots[key] = ModelFolders(key)
-        return folders
+    def folders(self, models_dirs: Sequence[str | os.PathLike[str]] = ()) -> ModelFolders:
+        """``models_dirs`` searched first, then everything ``default_folders()`` searches; without
+        ``models_dirs`` this is ``default_folders()``."""
+        if not models_dirs:
+            return default_folders()
+        key = tuple(os.path.abspath(os.fspath(d)) for d in models_dirs)
+        with self._lock:
+            folders = self._by_roots.pop(key, None) or ModelFolders(key)
+            self._by_roots[key] = folders
+            while len(self._by_roots) > self.size:
+                self._by_roots.popitem(last=False)
+            return folders
 
 
 def folder_resolver(models_dirs: Sequence[str | os.PathLike[str]] = ()) -> Callable[[str], Path | None]:

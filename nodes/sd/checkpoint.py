@@ -1,5 +1,5 @@
 """Loading Stable Diffusion models: single-file checkpoints and standalone VAEs — read, recognise,
-build, wire.
+build, wire — and the ModelManager that keeps them loaded.
 
 ``load_checkpoint(path)`` reads a ``.safetensors`` file (memory-mapped) — or a pickle-based
 ``.ckpt``/``.pt`` file through ``torch.load(weights_only=True)`` only (:mod:`nodes.sd.files`) —
@@ -8,12 +8,16 @@ whether the U-Net predicts ε or v, builds the U-Net, VAE and text encoders with
 as their weights (modules are created on the meta device and take the tensors over: no second
 copy) and wires the U-Net for sampling the family's way (``DiffusionModel.for_family``).
 
+``ModelManager`` is :class:`~nodes.sd.memory.ModelMemory` (residency and placement) that loads
+checkpoints and VAEs: one load per file version and precision.
+
 Every problem raises ``CheckpointError`` (a ``ValueError``) whose message names the file.
 """
 from __future__ import annotations
 
 import os
 from collections import Counter
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -26,7 +30,7 @@ from nodes.sd import build
 from nodes.sd.diffusion_model import DiffusionModel
 from nodes.sd.files import (CheckpointError, load_pickle, read_mapped, read_safetensors_header,  # noqa: F401
                             read_state_dict)  # (read through this module too: lora, embeddings' callers, tests, bench)
-from nodes.sd.memory import module_bytes
+from nodes.sd.memory import DtypeChoice, ModelMemory, module_bytes
 
 FAMILIES = ("sd1", "sd2", "sdxl", "sdxl_refiner")
 UNET_PREFIX = "model.diffusion_model."
@@ -326,3 +330,33 @@ def describe(loaded: LoadedCheckpoint) -> dict[str, Any]:
         "file_dtype": str(loaded.file_dtype).removeprefix("torch."), "bytes": loaded.memory_bytes(),
     }
 
+
+class ModelManager(ModelMemory):
+    """:class:`~nodes.sd.memory.ModelMemory` that loads checkpoints and standalone VAEs: the same
+    file (path, size, modification time) in the same precision loads once and is shared.
+
+    ``identity`` (the file's ``(resolved path, size, mtime_ns)``, when the caller has it) spares a
+    stat of the file; ``on_load`` is called when the file is really read (not reused)."""
+
+    def load_checkpoint(self, path: str | os.PathLike, *, dtype: DtypeChoice | torch.dtype | None = None,
+                        prediction: str | None = None, identity: tuple[str, int, int] | None = None,
+                        on_load: Callable[[], None] | None = None) -> LoadedCheckpoint:
+        """A ``LoadedCheckpoint`` for ``path`` (see :func:`load_checkpoint`), reused while the file
+        is unchanged. ``dtype`` None keeps the file's."""
+        if isinstance(dtype, DtypeChoice):
+            dtypes: tuple[Hashable, ...] = (dtype.unet, dtype.vae, dtype.text)
+        else:
+            dtypes = (dtype, dtype, dtype)
+
+        def loader() -> LoadedCheckpoint:
+            return load_checkpoint(path, dtype=dtypes[0], vae_dtype=dtypes[1], text_dtype=dtypes[2],
+                                   device=self.offload_device, prediction=prediction)
+
+        return self.load(path, loader, "checkpoint", dtypes, prediction, identity=identity, on_load=on_load)
+
+    def load_vae(self, path: str | os.PathLike, *, dtype: torch.dtype | None = None,
+                 identity: tuple[str, int, int] | None = None,
+                 on_load: Callable[[], None] | None = None) -> vae_module.VAE:
+        """A standalone VAE file (see :func:`load_vae`), reused while unchanged."""
+        return self.load(path, lambda: load_vae(path, dtype=dtype, device=self.offload_device), "vae", dtype,
+                         identity=identity, on_load=on_load)
