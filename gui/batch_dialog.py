@@ -45,7 +45,7 @@ from nodegraph import format as graph_format
 from nodegraph.api import Session
 from nodegraph.context import DEVICES, DTYPES, RunOptions
 from nodegraph.errors import UsageError
-from nodegraph.graph import Graph, GraphChange, Node
+from nodegraph.graph import Graph, GraphChange, Node, id_sort_key
 from nodegraph.registry import Registry
 
 from . import theme
@@ -97,14 +97,11 @@ def node_label(node: Node, registry: Registry) -> str:
     return f"{node.id} · {name}"
 
 
-def _id_order(node_id: str) -> tuple[int, int, str]:
-    return (0, int(node_id), "") if node_id.isascii() and node_id.isdigit() else (1, 0, node_id)
-
 
 def sweepable_nodes(graph: Graph, registry: Registry) -> list[tuple[str, str]]:
     """(id, label) of every node of a known type that has params, in id order."""
     found = []
-    for node_id in sorted(graph.nodes, key=_id_order):
+    for node_id in sorted(graph.nodes, key=id_sort_key):
         node = graph.nodes[node_id]
         spec = registry.get(node.type)
         if spec is not None and spec.params:

@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from nodegraph import format as graph_format
-from nodegraph.graph import Graph, GraphChange, Group, Link, Node
+from nodegraph.graph import Graph, GraphChange, Group, Link, Node, id_sort_key
 
 FRAGMENT_MIME = "application/x-nodegraph-fragment"
 
@@ -81,7 +81,7 @@ def fragment(graph: Graph, node_ids: Iterable[str]) -> Graph:
     """The nodes, the links between them and the groups fully around them, as a new Graph."""
     ids = set(node_ids)
     sub = Graph()
-    for nid in sorted(ids, key=_id_key):
+    for nid in sorted(ids, key=id_sort_key):
         if nid in graph.nodes:
             sub.add(copy.deepcopy(graph.nodes[nid]))
     for link in graph.iter_links():
@@ -117,7 +117,7 @@ def remap_fragment(target: Graph, frag: Graph, offset: tuple[float, float]
     next_num = max([int(i) for i in used if i.isdigit()] + [0]) + 1
     mapping: dict[str, str] = {}
     nodes: list[Node] = []
-    for node in sorted(frag.nodes.values(), key=lambda n: _id_key(n.id)):
+    for node in sorted(frag.nodes.values(), key=lambda n: id_sort_key(n.id)):
         while str(next_num) in used:
             next_num += 1
         new_id = str(next_num)
@@ -161,9 +161,6 @@ def _rect_contains(rect: tuple[float, float, float, float], pos: tuple[float, fl
     x, y, w, h = rect
     return x <= pos[0] <= x + w and y <= pos[1] <= y + h
 
-
-def _id_key(node_id: str) -> tuple[int, int, str]:
-    return (0, int(node_id), "") if node_id.isdigit() else (1, 0, node_id)
 
 
 def effective_params(node: Node, spec: Any) -> dict[str, Any]:

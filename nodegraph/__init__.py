@@ -8,8 +8,9 @@ Nothing here imports torch or Qt. The names most code needs::
 from __future__ import annotations
 
 from .context import RunContext, RunOptions
-from .errors import (GraphLoadError, GraphValidationError, Interrupted, NodeExecutionError,
-                     NodeGraphError, Problem, RegistryError, UnknownNodeType, UsageError)
+from .errors import (Absent, GraphLoadError, GraphValidationError, Interrupted, NodeError,
+                     NodeExecutionError, NodeGraphError, Problem, RegistryError, UnknownNodeType,
+                     UsageError, WriteError)
 from .graph import Graph, Group, Link, Node
 from .hookspecs import hookimpl
 from .registry import (ANY, BUILTIN_PACK, Boolean, Combo, Float, InputSpec, Int, NodeSpec,
@@ -18,9 +19,9 @@ from .registry import (ANY, BUILTIN_PACK, Boolean, Combo, Float, InputSpec, Int,
 __version__ = "0.1.0"
 
 __all__ = [
-    "ANY", "BUILTIN_PACK", "Boolean", "Combo", "Float", "Graph", "GraphLoadError",
+    "ANY", "Absent", "BUILTIN_PACK", "Boolean", "Combo", "Float", "Graph", "GraphLoadError",
     "GraphValidationError", "Group", "InputSpec", "Int", "Interrupted", "Link", "Node",
-    "NodeExecutionError", "NodeGraphError", "NodeSpec", "OutputSpec", "ParamSpec", "Problem",
-    "Registry", "RegistryError", "RunContext", "RunOptions", "SocketType", "String",
-    "UnknownNodeType", "UsageError", "hookimpl", "node", "__version__",
+    "NodeError", "NodeExecutionError", "NodeGraphError", "NodeSpec", "OutputSpec", "ParamSpec",
+    "Problem", "Registry", "RegistryError", "RunContext", "RunOptions", "SocketType", "String",
+    "UnknownNodeType", "UsageError", "WriteError", "hookimpl", "node", "__version__",
 ]

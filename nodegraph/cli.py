@@ -1,8 +1,9 @@
-"""The ``nodegraph`` command: run, validate, nodes, plugins, batch, import-comfy, export-comfy."""
+"""The ``nodegraph`` command: run, validate, nodes, plugins, batch, import-comfy, export-comfy, serve."""
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import threading
@@ -18,9 +19,11 @@ from .errors import (GraphLoadError, GraphValidationError, Interrupted, NodeExec
                      UsageError)
 from .events import (Event, NodeCached, NodeFailed, NodeFinished, NodeStarted, Progress,
                      RunStarted)
+from .plugins import pack_warnings
 from .validate import errors, validate
 
 EXIT_OK, EXIT_NODE_FAILED, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 2, 130
+ENV_DEBUG = "NODEGRAPH_DEBUG"
 
 EPILOG = """\
 exit codes:
@@ -55,6 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--device", choices=DEVICES, default="auto")
     run.add_argument("--dtype", choices=DTYPES, default="auto")
     run.add_argument("--quiet", "-q", action="store_true", help="print only errors")
+    run.add_argument("--verbose", "-v", action="store_true",
+                     help=f"print the traceback of every node failure, not only of unexpected ones "
+                          f"(also {ENV_DEBUG}=1)")
 
     val = sub.add_parser("validate", help="check graph files; one line per problem",
                          epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -71,6 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_batch_parser(sub)
     add_comfy_parsers(sub)
+    from .server.cli import add_parser as add_serve_parser
+
+    add_serve_parser(sub)
     return parser
 
 
@@ -93,10 +102,8 @@ def _session(args: argparse.Namespace) -> Session:
                          output_dir=Path(getattr(args, "out", "output")),
                          models_dirs=tuple(Path(p) for p in getattr(args, "models", [])))
     session = Session(options=options)
-    for pack in session.registry.packs:
-        if pack.status == "failed":
-            print(f"warning: node pack {pack.name!r} failed to load: {pack.error} "
-                  "(details: nodegraph plugins)", file=sys.stderr)
+    for line in pack_warnings(session.registry):
+        print(line, file=sys.stderr)
     return session
 
 
@@ -127,7 +134,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     except NodeExecutionError as exc:
         show.close()
         print(f"{args.graph}: {exc}", file=sys.stderr)
-        if exc.traceback_text and not args.quiet:
+        if exc.traceback_text and _wants_traceback(exc, args):
             print(exc.traceback_text.rstrip(), file=sys.stderr)
         return EXIT_NODE_FAILED
     except GraphValidationError as exc:
@@ -197,7 +204,7 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     for pack in registry.packs:
         print(f"{pack.name}  {pack.status}  {pack.kind}: {pack.source}  "
               f"({len(pack.node_types)} node type(s))")
-        if pack.status == "failed":
+        if pack.status in ("failed", "skipped"):
             print(f"  error: {pack.error}")
             for line in pack.traceback.rstrip().splitlines():
                 print(f"    {line}")
@@ -210,12 +217,26 @@ def cmd_batch(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .server.cli import cmd_serve as serve
+
+    return serve(args)
+
+
 COMMANDS = {"run": cmd_run, "validate": cmd_validate, "nodes": cmd_nodes, "plugins": cmd_plugins,
-            "batch": cmd_batch}
+            "batch": cmd_batch, "serve": cmd_serve}
 COMMANDS.update(COMFY_COMMANDS)
 
 
 # --------------------------------------------------------------------------------------------
+def _wants_traceback(exc: NodeExecutionError, args: argparse.Namespace) -> bool:
+    """A bug's traceback is shown (unless --quiet); an error a node raised on purpose says it all in
+    its message, so its traceback is only shown when asked for (--verbose or NODEGRAPH_DEBUG=1)."""
+    if args.verbose or os.environ.get(ENV_DEBUG, "") not in ("", "0"):
+        return True
+    return not exc.expected and not args.quiet
+
+
 def _print_problems(source: str, problems: Sequence[Any], stream: TextIO | None = None) -> None:
     for p in problems:
         print(f"{source}: {p}", file=stream or sys.stderr)

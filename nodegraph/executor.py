@@ -19,7 +19,7 @@ from typing import Any, Union
 
 from .cache import CacheEntry, OutputCache, estimate_nbytes, shared_cache
 from .context import RunContext, RunOptions
-from .errors import Interrupted, NodeExecutionError
+from .errors import Absent, Interrupted, NodeError, NodeExecutionError, out_of_memory
 from .events import (Event, NodeCached, NodeFailed, NodeFinished, NodeStarted, RunFailed,
                      RunFinished, RunInterrupted, RunStarted)
 from .graph import Graph, Node
@@ -207,7 +207,7 @@ class _Run:
         except Interrupted:
             raise
         except Exception as exc:
-            self._fail(step, exc)
+            self._fail(step, out_of_memory(exc, step.node) or exc)
         seconds = time.perf_counter() - t0
         node_ui = ctx.ui if ctx is not None else {}
         if spec.not_cacheable:
@@ -226,22 +226,30 @@ class _Run:
         return signature
 
     def _arguments(self, step: Step, params: dict[str, Any]) -> dict[str, Any]:
-        """The keyword arguments of the node's function: its params, then its connected inputs."""
+        """The keyword arguments of the node's function: its params, then its connected inputs. An
+        empty value (an :class:`Absent` output, or nothing for a bypassed node to pass on) fails the
+        node in a required input and is None in an optional one."""
         kwargs = params
         for name, src, index in step.inputs:
             value = self.values[src][index]
-            if value is not MISSING:
+            if value is not MISSING and not isinstance(value, Absent):
                 kwargs[name] = value
-            elif (inp := step.spec.input(name)) is not None and not inp.optional:
-                self._fail(step, ValueError(
-                    f"input {name!r} comes from node {src}, which is bypassed and has no connected "
-                    "input of that type to pass through"))
+                continue
+            inp = step.spec.input(name)
+            if inp is not None and not inp.optional:
+                why = (value.reason if isinstance(value, Absent) else f"it comes from node {src}, "
+                       "which is bypassed and has no connected input of that type to pass through")
+                self._fail(step, NodeError(f"input {name!r} is empty: {why}"))
+            if inp is not None and isinstance(value, Absent):
+                kwargs[name] = None  # an optional input left empty
         return kwargs
 
     def _fail(self, step: Step, exc: BaseException) -> None:
         stats = self.stats
         stats.total_seconds = time.perf_counter() - self.started
         tb = traceback.format_exc()
+        if exc.__cause__ is not None and exc.__traceback__ is None:  # a translation of the real error
+            tb = "".join(traceback.format_exception(exc.__cause__))
         if self.emit:
             self.emit(NodeFailed(step.node_id, step.spec.type_id, exc, tb))
             self.emit(RunFailed(step.node_id, stats))

@@ -1,9 +1,26 @@
 """Durable file writes shared by the engine, the node pack, batch runs and the editor."""
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+from .errors import WriteError
+
+
+@contextmanager
+def writing(path: str | os.PathLike[str], what: str = "write") -> Iterator[None]:
+    """Turn an OSError raised inside the block into a :class:`WriteError` naming ``path`` and saying,
+    in plain words, why it failed and what to do (``what``: "write", "create the folder", …)."""
+    try:
+        yield
+    except WriteError:
+        raise
+    except OSError as exc:
+        raise WriteError(path, exc, what) from exc
 
 
 def fsync_dir(folder: str | os.PathLike[str]) -> None:
@@ -40,20 +57,27 @@ def give_usual_mode(fd: int, replacing: str | os.PathLike[str] | None = None) ->
     os.fchmod(fd, mode)
 
 
-def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
+def write_text_atomic(path: str | os.PathLike[str], text: str, *, parents: bool = False) -> Path:
     """Replace ``path`` with ``text`` (UTF-8, ``\\n`` newlines) atomically: a temporary file in the
     same folder, fsync, rename. A reader sees the old file or the new one, never a partial one. A new
-    file gets the usual mode (not mkstemp's private 0600); a replaced one keeps its mode."""
+    file gets the usual mode (not mkstemp's private 0600); a replaced one keeps its mode. ``parents``:
+    create missing folders first. Fails with a :class:`WriteError` naming the path and saying what to
+    do; the temporary file is removed."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        give_usual_mode(fd, path)
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with writing(path):
+        if parents:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        if path.is_dir():
+            raise IsADirectoryError(errno.EISDIR, "Is a directory", str(path))
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            give_usual_mode(fd, path)
+            with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
+                f.write(text)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
     return path

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -93,15 +94,23 @@ def dumps(graph: Graph) -> str:
     except (TypeError, ValueError) as exc:
         raise UsageError(f"the graph cannot be written as JSON: {exc}; params must be plain "
                          "JSON values (numbers, strings, booleans, lists, objects; no NaN)") from exc
-    return text + "\n"
+    return escape_lone_surrogates(text) + "\n"
+
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def escape_lone_surrogates(text: str) -> str:
+    """JSON text whose lone surrogates (valid in a JSON string, not in UTF-8) are written as ``\\uXXXX``
+    escapes, so the file can be saved and reads back to the same value (validation then refuses it
+    where it is used, naming the param)."""
+    return _LONE_SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 def save(graph: Graph, path: str | os.PathLike[str]) -> Path:
-    """Write the graph file atomically (temporary file in the same folder, then rename)."""
-    path = Path(path)
-    text = dumps(graph)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return write_text_atomic(path, text)
+    """Write the graph file atomically (temporary file in the same folder, then rename); a failure is
+    a WriteError naming the path and saying what to do."""
+    return write_text_atomic(path, dumps(graph), parents=True)
 
 
 # --------------------------------------------------------------------------------------------

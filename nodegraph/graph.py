@@ -15,6 +15,19 @@ from typing import Any, NamedTuple, Union
 from .errors import UsageError
 
 NODE_MODES = ("normal", "muted", "bypassed")
+# Numeric ids longer than this do not move the counter of fresh ids (they stay valid ids: a 5000-digit
+# id is text like any other, and Python refuses to turn such a string into an int).
+MAX_COUNTED_ID_DIGITS = 18
+
+
+def id_sort_key(node_id: str) -> tuple[int, int, str, str]:
+    """Sort key putting numeric ids first, in numeric order ("2" < "10"), then the others by text.
+
+    Numbers are compared by length and digits, never converted, so ids of any length sort."""
+    if node_id.isascii() and node_id.isdigit():
+        digits = node_id.lstrip("0") or "0"
+        return (0, len(digits), digits, node_id)
+    return (1, 0, "", node_id)
 """``muted``: the node is left out of runs. ``bypassed``: each output passes through the first
 connected input of the same type (the node's function does not run)."""
 
@@ -111,11 +124,6 @@ def _acyclic(nodes: set[str], edges: list[tuple[str, str]]) -> bool:
             if indegree[m] == 0:
                 ready.append(m)
     return ordered == len(indegree)
-
-
-def id_key(node_id: str) -> tuple[int, int, str]:
-    """Sort key of node ids: numeric ids in numeric order, then the others."""
-    return (0, int(node_id), "") if node_id.isascii() and node_id.isdigit() else (1, 0, node_id)
 
 
 class Graph:
@@ -219,9 +227,9 @@ class Graph:
         import networkx as nx
 
         dag = nx.DiGraph(edges)
-        found = [sorted(c, key=id_key) for c in nx.strongly_connected_components(dag)
+        found = [sorted(c, key=id_sort_key) for c in nx.strongly_connected_components(dag)
                  if len(c) > 1 or dag.has_edge(next(iter(c)), next(iter(c)))]
-        return sorted(found, key=lambda c: id_key(c[0]))
+        return sorted(found, key=lambda c: id_sort_key(c[0]))
 
     def __len__(self) -> int:
         return len(self._nodes)
@@ -273,7 +281,7 @@ class Graph:
         if node.mode not in NODE_MODES:
             raise UsageError(f"node {node.id}: mode {node.mode!r} is not one of {', '.join(NODE_MODES)}")
         self._nodes[node.id] = node
-        if node.id.isascii() and node.id.isdigit():
+        if node.id.isascii() and node.id.isdigit() and len(node.id) <= MAX_COUNTED_ID_DIGITS:
             self._next_id = max(self._next_id, int(node.id) + 1)
         self.revision += 1
         self._notify(GraphChange("node_added", node.id))

@@ -30,6 +30,7 @@ from typing import Any
 import pluggy
 
 from . import hookspecs
+from .errors import os_error_reason
 from .registry import BUILTIN_PACK, NodeSpec, PackInfo, Registry, RegistryError, SocketType
 
 ENTRY_POINT_GROUP = "nodegraph"
@@ -47,6 +48,7 @@ class PackSource:
     kind: str  # "builtin", "entry point", "folder", "object"
     source: str  # human-readable origin
     load: Callable[[], Any]
+    skipped: str = ""  # why this source cannot be loaded at all (e.g. an unreadable folder)
 
 
 def testing() -> bool:
@@ -76,13 +78,18 @@ def plugin_folders(user: bool | None = None) -> list[Path]:
 
 
 def _folder_packs(folder: Path) -> list[PackSource]:
-    if not folder.is_dir():
-        return []
-    if (folder / "__init__.py").is_file():
-        candidates = [folder]
-    else:
-        candidates = sorted(p for p in folder.iterdir()
-                            if p.is_dir() and not p.name.startswith((".", "_")))
+    try:
+        if not folder.is_dir():
+            return []
+        if (folder / "__init__.py").is_file():
+            candidates = [folder]
+        else:
+            candidates = sorted(p for p in folder.iterdir()
+                                if p.is_dir() and not p.name.startswith((".", "_")))
+    except OSError as exc:  # e.g. a folder the user may not read: list it as skipped, go on
+        reason = (f"cannot read the plugin folder: {os_error_reason(exc)}; its packs are not "
+                  "loaded")
+        return [PackSource(folder.name, "folder", str(folder), lambda: None, skipped=reason)]
     return [PackSource(p.name, "folder", str(p), _folder_loader(p)) for p in candidates]
 
 
@@ -180,6 +187,9 @@ def _import_pack(src: PackSource, registry: Registry, pm: pluggy.PluginManager,
     """Import one pack and register its hook implementations; None if it failed (recorded)."""
     info = PackInfo(src.name, src.source, src.kind)
     registry.packs.append(info)
+    if src.skipped:
+        info.status, info.error = "skipped", src.skipped
+        return None
     if not _PACK_NAME.match(src.name):
         _failed(info, f"pack name {src.name!r} may only use letters, digits, '_' and '-' "
                 "(it becomes the prefix of its type ids); rename it")
@@ -272,6 +282,18 @@ def _failed(info: PackInfo, error: str, tb: str = "") -> None:
     info.status = "failed"
     info.error = error.splitlines()[0] if error else "failed"
     info.traceback = tb
+
+
+def pack_warnings(registry: Registry) -> list[str]:
+    """One line per pack that failed to load or was skipped, for a command to print at start."""
+    lines = []
+    for pack in registry.packs:
+        if pack.status == "failed":
+            lines.append(f"warning: node pack {pack.name!r} failed to load: {pack.error} "
+                         "(details: nodegraph plugins)")
+        elif pack.status == "skipped":
+            lines.append(f"warning: skipped {pack.source}: {pack.error}")
+    return lines
 
 
 def _hook_names() -> list[str]:

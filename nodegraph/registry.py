@@ -227,7 +227,7 @@ class ParamSpec:
                 return "wrong_kind", (
                     f"{_short(value)} is {_json_type_name(value)}, expected {_KIND_WORDS[STRING]}"
                 )
-            return None
+            return _lone_surrogate(value)
         elif kind == BOOLEAN:
             if type(value) is not bool:
                 return "wrong_kind", (
@@ -281,6 +281,18 @@ class ParamSpec:
         if self.control_after_run is not None:
             out["control_after_run"] = self.control_after_run
         return out
+
+
+def _lone_surrogate(text: str) -> tuple[str, str] | None:
+    """A lone surrogate (U+D800…U+DFFF: valid in a JSON string, but not a character) cannot be written
+    to a file name, an image's text chunk or a tokenizer; refuse it where the value is checked."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return "bad_text", (f"contains a lone surrogate (U+{ord(text[exc.start]):04X} at position "
+                            f"{exc.start}), which is not a character and cannot be saved; delete it "
+                            "or retype the text")
+    return None
 
 
 def _choice_message(value: Any, choices: Sequence[Any]) -> str:
@@ -521,7 +533,7 @@ class PackInfo:
     name: str
     source: str
     kind: str  # "builtin", "entry point", "folder", "object"
-    status: str = "loaded"  # or "failed"
+    status: str = "loaded"  # or "failed", or "skipped" (could not even be looked at: ``error`` says why)
     error: str = ""  # one line
     traceback: str = ""
     node_types: list[str] = field(default_factory=list)

@@ -20,7 +20,7 @@ from .comfy.common import placeholder_message, placeholder_problems
 from .context import RunOptions
 from .errors import GraphLoadError, GraphValidationError, Problem
 from .format import load
-from .graph import Graph, Link, Node, id_key
+from .graph import Graph, Link, Node, id_sort_key
 from .plan import Plan, Source, Step, output_targets, target_ids
 from .registry import COMBO, NodeSpec, Registry
 
@@ -86,7 +86,7 @@ def _run_order(graph: Graph, targets: tuple[str, ...]) -> list[str]:
 
     needed = graph.upstream(targets, through=lambda src: src.mode != "muted")
     dag = nx.DiGraph()
-    dag.add_nodes_from(sorted(needed.nodes, key=id_key))
+    dag.add_nodes_from(sorted(needed.nodes, key=id_sort_key))
     dag.add_edges_from((link.src, link.dst) for link in needed.links)
     try:
         return list(nx.topological_sort(dag))

@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Mapping, Sequence
 
+from nodegraph.errors import NodeError
+
 APP_NAME = "NodeGraph"
 ENV_MODELS = "NODEGRAPH_MODELS"
 ENV_TESTING = "NODEGRAPH_TESTING"
@@ -52,7 +54,7 @@ APP_MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 _RACY_SECONDS = 2.0
 
 
-class ModelNotFound(FileNotFoundError):
+class ModelNotFound(NodeError, FileNotFoundError):
     """A model file named by a graph is not in any folder of its category."""
 
     def __init__(self, category: str, name: str, searched: Sequence[Path], found: Sequence[str], hint: str = ""):
@@ -80,7 +82,7 @@ class ModelNotFound(FileNotFoundError):
         return "\n".join(lines)
 
 
-class ModelPathsConfigError(ValueError):
+class ModelPathsConfigError(NodeError, ValueError):
     """``extra_model_paths.yaml`` cannot be read or does not have ComfyUI's shape."""
 
 
@@ -374,6 +376,7 @@ def _scan(folders: Sequence[Path]) -> _Listing:
     mtimes: dict[str, int] = {}
     missing = []
     trusted = True
+    visited: set[tuple[int, int]] = set()  # (device, inode) of every folder listed: each real one once
     for folder in folders:
         if not folder.is_dir():
             missing.append(str(folder))
@@ -383,6 +386,10 @@ def _scan(folders: Sequence[Path]) -> _Listing:
                 st = os.stat(dirpath)
             except OSError:
                 continue
+            if (st.st_dev, st.st_ino) in visited:  # a link back to a folder already listed (a loop)
+                dirnames[:] = []
+                continue
+            visited.add((st.st_dev, st.st_ino))
             mtimes[dirpath] = st.st_mtime_ns
             if started - st.st_mtime_ns / 1e9 < _RACY_SECONDS:
                 trusted = False

@@ -28,7 +28,8 @@ from typing import TYPE_CHECKING
 
 from PIL import Image, ImageOps, ImageSequence, PngImagePlugin
 
-from nodegraph.fileio import fsync_dir, give_usual_mode
+from nodegraph.errors import NodeError, WriteError
+from nodegraph.fileio import fsync_dir, give_usual_mode, writing
 from nodegraph.format import read_image_chunks
 
 if TYPE_CHECKING:
@@ -42,11 +43,11 @@ GRAPH_CHUNKS = (GRAPH_CHUNK, COMFY_PROMPT_CHUNK, COMFY_WORKFLOW_CHUNK)
 ENV_MAX_PIXELS = "NODEGRAPH_MAX_IMAGE_PIXELS"
 
 
-class UnsafePathError(ValueError):
+class UnsafePathError(NodeError, ValueError):
     """A filename prefix would write outside the output folder, or is not a portable file name."""
 
 
-class ImageLoadError(ValueError):
+class ImageLoadError(NodeError, ValueError):
     """An image file cannot be read (missing, not an image, corrupt, truncated, unsupported mode)."""
 
 
@@ -57,8 +58,18 @@ class ImageTooLargeError(ImageLoadError):
 # -- output file names --------------------------------------------------------------------------
 _RESERVED_WINDOWS = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(1, 10)), *(f"LPT{i}" for i in range(1, 10))}
 _FORBIDDEN_CHARS = set('<>:"|?*\\')
+_MAX_NAME_BYTES = 255  # per file or folder name on ext4, NTFS, APFS
 _PREFIX_RULES = ("Use a plain name such as 'NodeGraph' or sub-folders separated by '/' such as 'portraits/take1'; "
                  "'..', absolute paths, drive letters, backslashes, control characters and <>:\"|?* are not allowed.")
+
+
+def _shown(text: object, limit: int = 80) -> str:
+    """``repr`` of a value for a message, cut to ``limit`` characters with its full length said."""
+    shown = repr(text)
+    if len(shown) <= limit:
+        return shown
+    size = f" ({len(text)} characters)" if isinstance(text, str) else ""
+    return f"{shown[:limit]}…{size}"
 
 
 def split_prefix(prefix: str) -> tuple[list[str], str]:
@@ -68,7 +79,7 @@ def split_prefix(prefix: str) -> tuple[list[str], str]:
     portable file name.
     """
     def fail(why: str) -> UnsafePathError:
-        return UnsafePathError(f"filename_prefix {prefix!r}: {why}. {_PREFIX_RULES}")
+        return UnsafePathError(f"filename_prefix {_shown(prefix)}: {why}. {_PREFIX_RULES}")
 
     if not isinstance(prefix, str) or not prefix.strip():
         raise fail("is empty")
@@ -86,9 +97,16 @@ def split_prefix(prefix: str) -> tuple[list[str], str]:
     parts = [p for p in prefix.split("/") if p not in ("", ".")]
     if prefix.endswith("/") or not parts:
         raise fail("ends with '/' (it needs a file name after the last folder)")
-    for part in parts:
+    for i, part in enumerate(parts):
         if part == "..":
             raise fail("contains '..'")
+        try:
+            size = len(part.encode("utf-8")) + (0 if i < len(parts) - 1 else len("_00001_.png"))
+        except UnicodeEncodeError:
+            raise fail("contains a lone surrogate character, which no file name can hold") from None
+        if size > _MAX_NAME_BYTES:
+            what = "a folder name" if i < len(parts) - 1 else "a file name (with the counter _00001_.png)"
+            raise fail(f"makes {what} of {size} bytes; file systems allow {_MAX_NAME_BYTES}: shorten it")
         if part.split(".")[0].upper() in _RESERVED_WINDOWS:
             raise fail(f"uses {part!r}, a reserved device name on Windows")
         if part.endswith((" ", ".")):
@@ -128,11 +146,23 @@ def _resolve_output_folder(out_dir: Path, subfolders: list[str], prefix: str) ->
     current = root
     for part in subfolders:
         step = current / part
-        if not step.exists():
-            step.mkdir(exist_ok=True)
-        real = step.resolve()
+        if step.is_symlink() and not step.exists():
+            raise UnsafePathError(f"filename_prefix {_shown(prefix)}: {step} is a symbolic link that "
+                                  "loops or leads nowhere; fix or remove the link, or choose another "
+                                  "sub-folder.")
+        try:
+            with writing(step, "create the folder"):
+                if not step.exists():
+                    step.mkdir(exist_ok=True)
+            real = step.resolve(strict=True)
+        except (RuntimeError, OSError) as exc:  # a symbolic-link loop (RuntimeError before 3.13)
+            if isinstance(exc, WriteError):
+                raise
+            raise UnsafePathError(f"filename_prefix {_shown(prefix)}: {step} cannot be used ({exc}); a "
+                                  "symbolic link under the output folder may point back at itself. "
+                                  "Fix the link or choose another sub-folder.") from None
         if real != root and root not in real.parents:
-            raise UnsafePathError(f"filename_prefix {prefix!r}: {step} leads outside the output folder {root} "
+            raise UnsafePathError(f"filename_prefix {_shown(prefix)}: {step} leads outside the output folder {root} "
                                   f"(through a symbolic link). Choose another sub-folder.")
         current = real
     return current
@@ -198,7 +228,8 @@ def save_images(
     expanded = _expand_placeholders(prefix, width, height, time.localtime())
     split_prefix(expanded.replace("%batch_num%", "0"))  # fail before writing anything
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    with writing(out_dir, "use the output folder"):
+        out_dir.mkdir(parents=True, exist_ok=True)
 
     info = PngImagePlugin.PngInfo()
     if graph_json is not None:
@@ -224,26 +255,29 @@ def save_images(
 
 
 def _write_new_file(folder: Path, stem: str, counter: int, data: bytes) -> tuple[Path, int]:
-    """Write ``data`` atomically to the first free ``<stem>_<counter>_.png``; return (path, counter)."""
-    fd, tmp_name = tempfile.mkstemp(prefix=".nodegraph-", suffix=".tmp", dir=folder)
-    tmp = Path(tmp_name)
+    """Write ``data`` atomically to the first free ``<stem>_<counter>_.png``; return (path, counter).
+    An OS failure (full disk, read-only folder, …) is a WriteError naming the file; nothing is left."""
+    tmp: Path | None = None
     try:
-        give_usual_mode(fd)  # mkstemp makes the file private (0600); outputs get the usual mode
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        while True:
-            final = folder / f"{stem}_{counter:05d}_.png"
-            try:
-                _claim(tmp, final)
-                break
-            except FileExistsError:
-                counter += 1
-        fsync_dir(folder)
-        return final, counter
+        with writing(folder / f"{stem}_{counter:05d}_.png"):
+            fd, tmp_name = tempfile.mkstemp(prefix=".nodegraph-", suffix=".tmp", dir=folder)
+            tmp = Path(tmp_name)
+            give_usual_mode(fd)  # mkstemp makes the file private (0600); outputs get the usual mode
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            while True:
+                final = folder / f"{stem}_{counter:05d}_.png"
+                try:
+                    _claim(tmp, final)
+                    break
+                except FileExistsError:
+                    counter += 1
+            fsync_dir(folder)
+            return final, counter
     finally:
-        if tmp.exists():
+        if tmp is not None and tmp.exists():
             tmp.unlink()
 
 
@@ -322,6 +356,19 @@ def _too_large(path: Path, pixels: int | str, limit: int | None, what: str = "")
         f"{ENV_MAX_PIXELS}=N (or nodes.imageio.set_max_image_pixels(N)).")
 
 
+def _refuse_bombs_before_decoding(img: Image.Image, path: Path, limit: int | None) -> None:
+    """Refuse a file whose frames hold more than ``limit`` pixels in all, from its headers alone: an
+    animated GIF small on disk can decode to gigabytes. (Frames of another size than the first are
+    counted at the first's size: the check errs on the side of refusing.)"""
+    if limit is None:
+        return
+    frames = 1 if img.format == "MPO" else max(1, int(getattr(img, "n_frames", 1) or 1))
+    width, height = img.size
+    total = frames * width * height
+    if total > limit:
+        raise _too_large(path, total, limit, "" if frames == 1 else f" in {frames} frames")
+
+
 def load_image(path: str | os.PathLike[str]) -> tuple["torch.Tensor", "torch.Tensor"]:
     """Read an image file into ``(image [B,H,W,3] float 0..1, mask [B,H,W] float 0..1)``.
 
@@ -343,6 +390,7 @@ def load_image(path: str | os.PathLike[str]) -> tuple["torch.Tensor", "torch.Ten
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as img:
                 fmt = img.format
+                _refuse_bombs_before_decoding(img, path, limit)
                 total = 0
                 for index, frame in enumerate(ImageSequence.Iterator(img)):
                     if index > 0 and fmt == "MPO":

@@ -12,11 +12,16 @@ from __future__ import annotations
 from typing import Any
 
 from nodegraph import Float, Int, RunContext, node
+from nodegraph.errors import Absent
 
 from .runtime import dtype_choice, find_model, load_checkpoint, load_vae, model_fingerprint, model_param
 
 NO_CLIP = ("the clip input is empty: the checkpoint has no text encoder. Load a checkpoint that "
            "includes one, or connect another CLIP.")
+
+
+def _absent(what: str, path: Any, fix: str) -> Absent:
+    return Absent(f"the checkpoint {path.name} has no {what} weights; {fix}")
 
 
 @node("CheckpointLoaderSimple", display_name="Load Checkpoint", category="loaders",
@@ -40,7 +45,11 @@ def checkpoint_loader_simple(ckpt_name: str, ctx: RunContext) -> tuple[Any, Any,
     ctx.ui["model"] = info
     ctx.log.info("%s: %s %s-prediction checkpoint, %s", loaded.path.name, info["family"], info["prediction"],
                  choice.summary)
-    return loaded.model, loaded.text_encoder, loaded.vae
+    clip = loaded.text_encoder if loaded.text_encoder is not None else _absent(
+        "text encoder", loaded.path, "load a checkpoint that includes one, or connect another CLIP")
+    vae = loaded.vae if loaded.vae is not None else _absent(
+        "VAE", loaded.path, "load a VAE file with Load VAE (VAELoader) and connect it instead")
+    return loaded.model, clip, vae
 
 
 @node("VAELoader", display_name="Load VAE", category="loaders",

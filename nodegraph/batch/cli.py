@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ..context import DEVICES, DTYPES
-from ..errors import GraphLoadError, GraphValidationError, UsageError
+from ..errors import GraphLoadError, GraphValidationError, UsageError, WriteError
 from .coordinator import BatchAborted
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -105,6 +105,8 @@ def cmd_batch(args: argparse.Namespace) -> int:
         return fail(EXIT_INVALID, "invalid_graph", [f"{source}: {problem}" for problem in exc.problems])
     except UsageError as exc:
         return fail(EXIT_INVALID, "invalid_request", [f"nodegraph batch: {exc}"])
+    except WriteError as exc:
+        return fail(EXIT_INVALID, "invalid_request", [f"nodegraph batch: --out: {exc}"])
     except BatchAborted as exc:
         return fail(EXIT_FAILED, "aborted", [f"nodegraph batch: {exc}"])
     except KeyboardInterrupt:

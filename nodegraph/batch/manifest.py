@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
+from ..fileio import writing
 from .items import Item, canonical_graph, canonical_json, graph_hash
 from .sweeps import Sweep
 from .writer import atomic_write
@@ -156,11 +157,14 @@ def _describe(sweeps: list[Sweep]) -> str:
 
 def open_batch(out_dir: Path, manifest: Manifest, *, resume: bool) -> Manifest:
     """Start the batch in ``out_dir`` or continue it. Returns the manifest in force; raises
-    ResumeRefused if the folder holds another batch or a batch without ``resume``."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+    ResumeRefused if the folder holds another batch or a batch without ``resume``, WriteError if the
+    folder cannot be made or written (a file in the way, no permission, …)."""
+    with writing(out_dir, "use the batch folder"):
+        out_dir.mkdir(parents=True, exist_ok=True)
     old = read_manifest(out_dir)
     if old is None:
-        manifest.write(out_dir)
+        with writing(out_dir / MANIFEST):
+            manifest.write(out_dir)
         return manifest
     if not resume:
         raise ResumeRefused(f"{out_dir} already holds a batch ({MANIFEST}, {len(old.items)} items, "

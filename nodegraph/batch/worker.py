@@ -31,7 +31,7 @@ from typing import Any
 
 from ..context import RunOptions
 from ..errors import GraphValidationError, NodeExecutionError, UsageError
-from ..graph import id_key
+from ..graph import id_sort_key
 from .writer import Output
 
 @dataclass
@@ -171,7 +171,7 @@ def _collect(ui: dict[str, dict[str, Any]], folder: Path) -> list[Output]:
     """The files output nodes wrote into the staging folder, per node (by id) and element."""
     outputs = []
     root = folder.resolve()
-    for node_id in sorted(ui, key=id_key):
+    for node_id in sorted(ui, key=id_sort_key):
         element = 0
         for entry in ui[node_id].get("files", []) or []:
             path = Path(entry).resolve()

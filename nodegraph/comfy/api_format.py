@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..graph import Graph, Link, Node, id_key
+from ..graph import Graph, Link, Node, id_sort_key
 from ..registry import NodeSpec
 from .common import kept_inputs
 from .prompt_text import export_value
@@ -103,8 +103,9 @@ def to_api_prompt(graph: Graph, specs: Mapping[str, NodeSpec]) -> dict[str, dict
                 changed = True
 
     prompt: dict[str, dict[str, Any]] = {}
-    for node_id in sorted(candidates, key=id_key):
+    for node_id in sorted(candidates, key=id_sort_key):
         node, spec, sources = candidates[node_id]
         links = {name: [src[0], src[1]] for name, src in sorted(sources.items()) if src is not None}
         prompt[node_id] = _entry(node, spec, links)
     return prompt
+

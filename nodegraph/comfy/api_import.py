@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..graph import Graph, Link, Node, id_key
+from ..graph import Graph, Link, Node, id_sort_key
 from ..registry import NodeSpec
 from .common import (COMFY_KEY, ImportReport, SpecsArg, import_error, make_placeholder,
                      mapped_spec, resolve_specs)
@@ -138,7 +138,7 @@ def layout(graph: Graph, specs: Mapping[str, NodeSpec] | None = None) -> None:
 
         def weight(node_id: str) -> tuple[float, tuple[int, int, str]]:
             srcs = [row[lk.src] for lk in graph.inputs_of(node_id).values() if lk.src in row]
-            return (sum(srcs) / len(srcs) if srcs else 0.0, id_key(node_id))
+            return (sum(srcs) / len(srcs) if srcs else 0.0, id_sort_key(node_id))
 
         ids.sort(key=weight)
         y = 0.0
@@ -169,7 +169,7 @@ def _topological(graph: Graph) -> list[str]:
     for lk in graph.iter_links():
         if lk.src in indeg and lk.dst in indeg:
             indeg[lk.dst] += 1
-    ready = sorted((n for n, d in indeg.items() if d == 0), key=id_key, reverse=True)
+    ready = sorted((n for n, d in indeg.items() if d == 0), key=id_sort_key, reverse=True)
     out: list[str] = []
     while ready:
         n = ready.pop()
@@ -179,6 +179,6 @@ def _topological(graph: Graph) -> list[str]:
                 indeg[lk.dst] -= 1
                 if indeg[lk.dst] == 0:
                     ready.append(lk.dst)
-                    ready.sort(key=id_key, reverse=True)
+                    ready.sort(key=id_sort_key, reverse=True)
     done = set(out)
-    return out + sorted((n for n in graph.nodes if n not in done), key=id_key)
+    return out + sorted((n for n in graph.nodes if n not in done), key=id_sort_key)

@@ -7,7 +7,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..errors import GraphLoadError, UsageError
+from ..errors import GraphLoadError, UsageError, WriteError
+from ..fileio import write_text_atomic
+from ..format import escape_lone_surrogates
 
 EXIT_OK, EXIT_INVALID = 0, 2
 
@@ -56,7 +58,11 @@ def cmd_import(args: argparse.Namespace) -> int:
     if opened.report is not None:
         for line in opened.report.lines():
             print(f"{args.file}: {line}", file=sys.stderr)
-    graph_format.save(opened.graph, args.output)
+    try:
+        graph_format.save(opened.graph, args.output)
+    except WriteError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INVALID
     unknown = sum(opened.report.unknown.values()) if opened.report else 0
     print(f"wrote {args.output}: {len(opened.graph)} node(s), {len(opened.graph.links)} link(s)"
           + (f", {unknown} placeholder(s)" if unknown else ""))
@@ -79,8 +85,12 @@ def cmd_export(args: argparse.Namespace) -> int:
         print(f"{args.graph}: {exc}", file=sys.stderr)
         return EXIT_INVALID
     out = Path(args.output)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(prompt, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    try:
+        write_text_atomic(out, escape_lone_surrogates(json.dumps(prompt, indent=2, ensure_ascii=False)) + "\n",
+                          parents=True)
+    except WriteError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INVALID
     print(f"wrote {args.output}: {len(prompt)} node(s)")
     return EXIT_OK
 

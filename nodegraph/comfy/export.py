@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..errors import UsageError
-from ..graph import Graph, id_key
+from ..graph import Graph, id_sort_key
 from ..registry import NodeSpec
 from .api_format import is_comfy_type, to_api_prompt
 from .common import is_placeholder
@@ -34,7 +34,7 @@ def export_prompt(graph: Graph, specs: Mapping[str, NodeSpec]) -> dict[str, dict
     wired through, as ComfyUI's frontend does when it queues a workflow."""
     prompt = to_api_prompt(graph, specs)
     unmapped: list[tuple[str, str, str]] = []
-    for node_id in sorted(graph.nodes, key=id_key):
+    for node_id in sorted(graph.nodes, key=id_sort_key):
         node = graph.nodes[node_id]
         spec = specs.get(node.type)
         if node.mode == "muted" or node_id in prompt:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from ..graph import Graph, id_key
+from ..graph import Graph, id_sort_key
 from ..prompt_weights import parse_prompt_weights
 from .common import PROMPT_PARAMS
 
@@ -74,7 +74,7 @@ def prompt_notes(graph: Graph) -> list[str]:
     whose files must be in an ``embeddings`` model folder here too (a missing one is left out of the
     prompt with a warning, as in ComfyUI, and the image differs from one made with it)."""
     notes = []
-    for node_id in sorted(graph.nodes, key=id_key):
+    for node_id in sorted(graph.nodes, key=id_sort_key):
         node = graph.nodes[node_id]
         for class_type, name in PROMPT_PARAMS:
             value = node.params.get(name) if node.type == class_type else None

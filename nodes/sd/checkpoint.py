@@ -186,7 +186,7 @@ class LoadedCheckpoint:
     prediction: str  # "eps" or "v"
     prediction_source: str  # which route decided it (see detect_prediction)
     model: DiffusionModel  # U-Net + model sampling + latent scale, what samplers call
-    vae: vae_module.VAE
+    vae: vae_module.VAE | None  # None when the file has no VAE weights
     text_encoder: text_encoders.SDTextEncoder | None  # None when the file has no text encoder
     dtype: torch.dtype  # dtype of the U-Net weights as loaded
     file_dtype: torch.dtype  # dtype the file stores its weights in
@@ -202,7 +202,9 @@ class LoadedCheckpoint:
 
     def modules(self) -> dict[str, nn.Module]:
         """The torch modules, by component name (for moving and measuring)."""
-        out: dict[str, nn.Module] = {"unet": self.unet, "vae": self.vae.model}
+        out: dict[str, nn.Module] = {"unet": self.unet}
+        if self.vae is not None:
+            out["vae"] = self.vae.model
         if self.text_encoder is not None:
             out.update({f"text_{k}": m for k, m in self.text_encoder.models.items()})
         return out
@@ -248,13 +250,14 @@ def load_checkpoint(
             reading.join()
     return LoadedCheckpoint(
         path=path, family=family, prediction=pred, prediction_source=source,
-        model=DiffusionModel.for_family(unet_model, family, pred), vae=vae_module.VAE(vae_model, family),
+        model=DiffusionModel.for_family(unet_model, family, pred),
+        vae=vae_module.VAE(vae_model, family) if vae_model is not None else None,
         text_encoder=text, dtype=next(unet_model.parameters()).dtype, file_dtype=stored, metadata=metadata,
     )
 
 
 def _build(path: Path, family: str, sd: dict[str, torch.Tensor], dtypes: tuple, device, mapping
-           ) -> tuple[nn.Module, nn.Module, text_encoders.SDTextEncoder | None]:
+           ) -> tuple[nn.Module, nn.Module | None, text_encoders.SDTextEncoder | None]:
     """The U-Net, VAE and text encoder of a checkpoint's tensors (``sd`` is emptied). Every
     component's key problems are collected before raising, so that one message lists them all."""
     dtype, vae_dtype, text_dtype = dtypes
@@ -293,9 +296,10 @@ def _build(path: Path, family: str, sd: dict[str, torch.Tensor], dtypes: tuple, 
 
 
 def _vae_config(vae_sd: dict[str, torch.Tensor]) -> tuple[vae_module.VAEConfig | None, list[str]]:
-    """The VAE's config from its weights, or None and what is wrong with them."""
+    """The VAE's config from its weights, or None and what is wrong with them (a file without VAE
+    weights loads, as in ComfyUI: its VAE output is empty)."""
     if not vae_sd:
-        return None, [f"no VAE weights ({VAE_PREFIX}*)"]
+        return None, []
     try:
         return vae_module.config_from_state_dict(vae_sd), []
     except (ValueError, KeyError) as exc:

@@ -25,6 +25,8 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+from nodegraph.errors import NodeError
+
 import torch
 
 from nodes.folders import ModelFolders
@@ -36,7 +38,7 @@ SUFFIXES = (".safetensors", ".pt", ".bin")
 ENCODER_KEYS = {"l": "clip_l", "g": "clip_g", "h": "clip_h"}  # encoder slot → key in SDXL-style files
 
 
-class EmbeddingError(ValueError):
+class EmbeddingError(NodeError, ValueError):
     """An embedding file that exists but cannot be used; the message names the file."""
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from nodegraph.errors import NodeError
 from nodes.sd.mapped import Mapping as FileMapping
 
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
@@ -25,7 +26,7 @@ _SAFETENSORS_DTYPES = {
 }
 
 
-class CheckpointError(ValueError):
+class CheckpointError(NodeError, ValueError):
     """A model file that cannot be loaded; the message names the file and says why."""
 
     def __init__(self, path: str | os.PathLike, message: str):

@@ -27,13 +27,15 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from nodegraph.errors import NodeError
+
 import torch
 from torch import nn
 
 from nodes.sd.unet import UNetConfig
 
 
-class LoraError(ValueError):
+class LoraError(NodeError, ValueError):
     """A LoRA file that cannot be applied; the message names the file."""
 
 

@@ -177,6 +177,16 @@ def write_random_vae(path: str | os.PathLike, *, tiny: bool = True, dtype: torch
     return save_safetensors(path, {prefix + k: v for k, v in model.state_dict().items()})
 
 
+def write_random_upscaler(path: str | os.PathLike, *, seed: int = 0) -> Path:
+    """Write a small random Real-ESRGAN compact 2x upscale model (8 features, 2 convolutions), as
+    spandrel reads the real ones."""
+    from spandrel.architectures.Compact import Compact
+
+    with _seeded(seed):
+        net = Compact(num_in_ch=3, num_out_ch=3, num_feat=8, num_conv=2, upscale=2)
+    return save_safetensors(path, net.state_dict())
+
+
 def write_random_lora(path: str | os.PathLike, family: str, *, seed: int = 0, rank: int = 4,
                       scale: float = 0.05) -> Path:
     """Write a random kohya-format LoRA for the tiny ``family`` checkpoints of

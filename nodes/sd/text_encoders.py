@@ -40,6 +40,8 @@ from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Literal
 
+from nodegraph.errors import NodeError
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -453,7 +455,7 @@ def _few(keys: list[str], n: int = 5) -> str:
     return ", ".join(keys[:n]) + (f", … ({len(keys) - n} more)" if len(keys) > n else "")
 
 
-class TextEncoderKeyError(ValueError):
+class TextEncoderKeyError(NodeError, ValueError):
     """A checkpoint's text-encoder weights do not match the architecture they describe."""
 
 

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from nodegraph.errors import NodeError
+
 import torch
 import torch.nn.functional as F
 
@@ -29,7 +31,7 @@ ProgressFn = Callable[[int, int], None]
 """``progress(done, total)``: called after each tile."""
 
 
-class UpscaleModelError(ValueError):
+class UpscaleModelError(NodeError, ValueError):
     """An upscale model file cannot be loaded; the message names the file and what to do."""
 
 

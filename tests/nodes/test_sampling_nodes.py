@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 from nodekit import ROOT, FakeContext, options_for
+from numerics import U32, path_rtol, rel_err
 
 from nodegraph import Interrupted
 from nodes import sampling as nodes_sampling
@@ -85,7 +86,11 @@ def test_ksampler_advanced_in_two_passes_equals_one_ksampler(load, ctx):
                                return_with_leftover_noise="disable", ctx=ctx, **kw)
     whole = ksampler(model=model, positive=pos, negative=neg, latent_image=latent(), seed=9, denoise=1.0, ctx=ctx,
                      **kw)
-    torch.testing.assert_close(second["samples"], whole["samples"], rtol=1e-5, atol=1e-5)
+    # The same U-Net calls in the same batch shapes; only the hand-over rounds: the latent leaves the first
+    # pass unscaled (÷ latent scale) and enters the second scaled again (×), 2 roundings (2u). Each of the
+    # 2 remaining euler steps may amplify a perturbation of x by up to 1 + 2·cfg through the guided U-Net.
+    bound = 2 * U32 * (1 + 2 * kw["cfg"]) ** 2
+    assert rel_err(second["samples"], whole["samples"]) <= bound
 
 
 @pytest.mark.parametrize("family", ["sd1", "sdxl"])
@@ -101,7 +106,8 @@ def test_split_nodes_give_the_same_latent_as_ksampler(load, ctx, family):
         sigmas=basic_scheduler_node(model=model, scheduler="normal", steps=3, denoise=1.0),
         latent_image=latent(), ctx=ctx)
     torch.testing.assert_close(output["samples"], whole["samples"], rtol=0, atol=0)
-    torch.testing.assert_close(denoised["samples"], output["samples"], rtol=1e-5, atol=1e-5)
+    # The last euler step to σ = 0 computes x + (0 − σ)/σ·(x − D): D up to a few roundings of x and D.
+    assert rel_err(denoised["samples"], output["samples"]) <= 8 * U32
 
 
 def test_denoised_output_is_the_last_estimate_when_the_schedule_stops_early(load, ctx):
@@ -150,7 +156,13 @@ def test_a_latent_taken_from_a_batch_samples_to_its_image_of_the_whole_batch(loa
                      **SETTINGS)
     third = latent_from_batch(samples=latent(batch=3), batch_index=2, length=1)
     alone = ksampler(model=model, positive=pos, negative=neg, latent_image=third, denoise=1.0, ctx=ctx, **SETTINGS)
-    torch.testing.assert_close(alone["samples"][0], whole["samples"][2], rtol=1e-4, atol=1e-4)
+    # The same noise and the same mathematics, but U-Net calls of batch 2 (cond + uncond of one latent)
+    # against batch 6: matmuls sum in another order (another CPU, another batch shape). Each denoised
+    # prediction may differ by path_rtol; CFG scales the difference of two by cfg (1 + 2·cfg in all) and
+    # the sampler adds the steps' errors. A wrong noise would be off by a relative error near 1.
+    bound = path_rtol(model.unet) * (1 + 2 * SETTINGS["cfg"]) * SETTINGS["steps"]
+    assert bound < 0.05
+    assert rel_err(alone["samples"][0], whole["samples"][2]) <= bound
 
 
 def test_sampling_reports_every_step_with_a_latent_preview(load, models_dir):

@@ -19,10 +19,7 @@ from nodes.sd.noise import BrownianTreeNoiseSampler, default_noise_sampler
 from nodes.sd.schedulers import karras
 
 from conftest import GaussianDenoiser
-
-
-def rel_err(ours: torch.Tensor, ref: torch.Tensor) -> float:
-    return float((ours - ref).norm() / ref.norm())
+from numerics import rel_err
 
 
 @pytest.fixture(scope="module")

@@ -28,12 +28,9 @@ from nodes.sd.testing import (
     write_random_checkpoint,
 )
 from nodes.sd.vae import tiny_config as tiny_vae_config
+from numerics import rel_err
 
 FAMILIES = ["sd1", "sd2", "sdxl", "sdxl_refiner"]
-
-
-def rel_err(ours: torch.Tensor, ref: torch.Tensor) -> float:
-    return ((ours.double() - ref.double()).norm() / ref.double().norm()).item()
 
 
 @pytest.fixture(scope="module")

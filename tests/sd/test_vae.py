@@ -32,10 +32,7 @@ from diffusers.loaders.single_file_utils import (  # noqa: E402
     convert_ldm_vae_checkpoint,
     create_vae_diffusers_config_from_ldm,
 )
-
-
-def rel_err(ours: torch.Tensor, ref: torch.Tensor) -> float:
-    return ((ours.double() - ref.double()).norm() / ref.double().norm()).item()
+from numerics import rel_err
 
 
 def ldm_yaml(cfg: VAEConfig) -> dict:

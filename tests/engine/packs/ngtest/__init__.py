@@ -12,8 +12,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from nodegraph import (Boolean, Combo, Float, InputSpec, Int, RunContext, SocketType, String,
-                       hookimpl, node)
+from nodegraph import (Absent, Boolean, Combo, Float, InputSpec, Int, NodeError, RunContext,
+                       SocketType, String, hookimpl, node)
 
 CALLS: Counter[str] = Counter()
 SINK: list[Any] = []
@@ -120,6 +120,29 @@ def fail(fail: bool, x: Any = None) -> int:
     return 7
 
 
+@node("Refuse", category="debug", params=[String("why", "the input is not usable")],
+      outputs={"value": "INT"})
+def refuse(why: str) -> int:
+    """Fails on purpose, as a node does on bad input: its message says it all."""
+    CALLS["Refuse"] += 1
+    raise NodeError(why)
+
+
+@node("Allocate", category="debug", params=[Int("gigabytes", 1, min=0)], outputs={"value": "INT"})
+def allocate(gigabytes: int) -> int:
+    """Fails as torch's CPU allocator does when asked for more memory than there is."""
+    raise RuntimeError(f"[enforce fail at alloc_cpu.cpp:118] data. DefaultCPUAllocator: can't allocate "
+                       f"memory: you tried to allocate {gigabytes * 10**9} bytes. Error code 12")
+
+
+@node("Partial", category="debug", params=[String("why", "there was nothing to give")],
+      outputs={"value": "INT", "missing": "INT"})
+def partial(why: str) -> tuple[int, Absent]:
+    """Fills one output and leaves the other empty, saying why (as a checkpoint without a VAE does)."""
+    CALLS["Partial"] += 1
+    return 1, Absent(why)
+
+
 @node("Steps", category="debug", inputs=[InputSpec("x", "*", optional=True)],
       params=[Int("steps", 5, min=1), Float("sleep", 0.0)], outputs={"value": "INT"})
 def steps(steps: int, sleep: float, ctx: RunContext, x: Any = None) -> int:
@@ -187,7 +210,8 @@ def ksampler(seed: int, steps: int, cfg: float, sampler_name: str, scheduler: st
 
 
 NODES = [const, add, add_optional, scale, text, upper, pick, pair, seeded, random_value, read_file,
-         fail, steps, self_interrupt, make_blob, double, bad_return, options, sink, ksampler]
+         fail, refuse, allocate, partial, steps, self_interrupt, make_blob, double, bad_return, options,
+         sink, ksampler]
 
 
 @hookimpl
