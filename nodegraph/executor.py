@@ -156,8 +156,8 @@ class _Run:
             spec = step.spec
             upstream = tuple(map(self.signatures.__getitem__, step.sources))
             fingerprint = self._fingerprint(step) if spec.fingerprint is not None else None
-            okey = self.options_key[1] if spec.output_node else self.options_key[0]
-            signature, params = step.signature(upstream, fingerprint, okey)
+            options_key = self.options_key[1] if spec.output_node else self.options_key[0]
+            signature, params = step.signature(upstream, fingerprint, options_key)
             entry = None if spec.not_cacheable else self.cache.get(signature)
             if entry is not None:
                 self._take_cached(step, entry)
