@@ -16,9 +16,18 @@ from nodegraph.registry import ModelLocator
 MODULES: tuple[str, ...] = (
     "loaders",
     "conditioning",
+    "regions",
     "latent",
+    "latent_ops",
     "sampling",
+    "custom_sampling",
+    "sampler_nodes",
     "image",
+    "image_ops",
+    "image_filters",
+    "mask",
+    "compositing",
+    "animation",
     "upscale",
     "notes",
 )

@@ -247,16 +247,22 @@ def _image_unlisted(value: Any, options: Any) -> str | None:
     return None
 
 
-def _image_fingerprint(params: dict[str, Any]) -> str:
+def input_image_fingerprint(params: dict[str, Any]) -> str:
+    """Fingerprint of a node reading the input image named by its ``image`` param: the file's hash."""
     from .imageio import image_fingerprint
 
     return image_fingerprint(resolve_image(params["image"]))
 
 
+def input_image_param() -> Any:
+    """The ``image`` param of LoadImage and LoadImageMask: a file in the input folders, or a path."""
+    return Combo("image", lambda: list_input_images(), "", check_unlisted=_image_unlisted,
+                 description="an image in the input folders, or a path to one")
+
+
 @node("LoadImage", display_name="Load Image", category="image",
-      params=[Combo("image", lambda: list_input_images(), "", check_unlisted=_image_unlisted,
-                    description="an image in the input folders, or a path to one")],
-      outputs={"IMAGE": "IMAGE", "MASK": "MASK"}, fingerprint=_image_fingerprint)
+      params=[input_image_param()],
+      outputs={"IMAGE": "IMAGE", "MASK": "MASK"}, fingerprint=input_image_fingerprint)
 def load_image(image: str) -> tuple[Any, Any]:
     """Read an image file (PNG, JPEG, WebP, ...): its pixels, and a mask from its alpha channel
     (1 where transparent). EXIF rotation is applied; all frames of the first frame's size form the
@@ -267,7 +273,7 @@ def load_image(image: str) -> tuple[Any, Any]:
 
 
 # -- output images ----------------------------------------------------------------------------------
-def _graph_chunks(ctx: RunContext) -> tuple[str | None, str | None]:
+def graph_chunks(ctx: RunContext) -> tuple[str | None, str | None]:
     """The ``nodegraph`` chunk (the graph file) and ComfyUI's ``prompt`` chunk for the running graph."""
     if ctx.graph is None:
         return None, None
@@ -285,7 +291,7 @@ def _graph_chunks(ctx: RunContext) -> tuple[str | None, str | None]:
 def _save(images: Any, folder: Path, prefix: str, ctx: RunContext, compress_level: int) -> list[Path]:
     from .imageio import save_images
 
-    graph_json, prompt_json = _graph_chunks(ctx)
+    graph_json, prompt_json = graph_chunks(ctx)
     return save_images(_check_image(images, "images"), folder, prefix, graph_json=graph_json,
                        comfy_prompt_json=prompt_json, compress_level=compress_level)
 

@@ -6,6 +6,8 @@
   the highest one in the folder and an existing file is never overwritten, even by a second
   process saving at the same moment. A prefix may hold sub-folders but never leaves the output
   folder.
+- ``save_animation`` writes a batch as one animated WebP or PNG (APNG), named and placed the same way,
+  carrying the graph as ComfyUI's animated files do.
 - ``read_graph_from_png`` returns the graph chunks a PNG (or a ComfyUI WebP, whose EXIF holds
   them) carries.
 - ``load_image`` reads any image Pillow reads into ComfyUI's IMAGE and MASK tensors.
@@ -254,12 +256,63 @@ def save_images(
     return paths
 
 
-def _write_new_file(folder: Path, stem: str, counter: int, data: bytes) -> tuple[Path, int]:
-    """Write ``data`` atomically to the first free ``<stem>_<counter>_.png``; return (path, counter).
+def save_animation(
+    images: "torch.Tensor",
+    out_dir: str | os.PathLike[str],
+    prefix: str,
+    fmt: str,
+    fps: float,
+    *,
+    graph_json: str | None = None,
+    comfy_prompt_json: str | None = None,
+    **options: object,
+) -> Path:
+    """Save an IMAGE batch as one animated file (``fmt`` "WEBP" or "PNG" — APNG), each image a frame
+    shown for 1000/``fps`` ms; return its path, ``<prefix>_<counter:05d>_.webp`` / ``.png``.
+
+    Named, placed and written like ``save_images`` (never overwriting, never leaving ``out_dir``). The
+    graph goes where ComfyUI puts it: a PNG's text chunks (``nodegraph``, ``prompt``), a WebP's EXIF
+    (``prompt:{json}`` in tag 0x0110, ``nodegraph:{json}`` in 0x010f). ``options`` go to Pillow
+    (``lossless``, ``quality``, ``method`` for WebP; ``compress_level`` for PNG).
+    """
+    if images.ndim != 4 or images.shape[0] == 0 or images.shape[1] == 0 or images.shape[2] == 0:
+        raise ValueError(f"images must be a non-empty IMAGE batch [B,H,W,C]; got shape {tuple(images.shape)}.")
+    height, width = int(images.shape[1]), int(images.shape[2])
+    expanded = _expand_placeholders(prefix, width, height, time.localtime()).replace("%batch_num%", "0")
+    subfolders, stem = split_prefix(expanded)
+    out_dir = Path(out_dir)
+    with writing(out_dir, "use the output folder"):
+        out_dir.mkdir(parents=True, exist_ok=True)
+    folder = _resolve_output_folder(out_dir, subfolders, prefix)
+    frames = [_to_pil(images[i], i) for i in range(images.shape[0])]
+    extra: dict[str, object] = {}
+    if fmt == "PNG":
+        info = PngImagePlugin.PngInfo()
+        if graph_json is not None:
+            info.add_text(GRAPH_CHUNK, graph_json)
+        if comfy_prompt_json is not None:
+            info.add_text(COMFY_PROMPT_CHUNK, _ascii_json(comfy_prompt_json))
+        extra["pnginfo"] = info
+    else:
+        exif = Image.Exif()
+        if comfy_prompt_json is not None:
+            exif[0x0110] = f"{COMFY_PROMPT_CHUNK}:{_ascii_json(comfy_prompt_json)}"
+        if graph_json is not None:
+            exif[0x010F] = f"{GRAPH_CHUNK}:{graph_json}"
+        extra["exif"] = exif
+    buffer = io.BytesIO()
+    frames[0].save(buffer, format=fmt, save_all=True, append_images=frames[1:], duration=int(1000.0 / fps),
+                   **extra, **options)
+    path, _ = _write_new_file(folder, stem, _next_counter(folder, stem), buffer.getvalue(), "." + fmt.lower())
+    return path
+
+
+def _write_new_file(folder: Path, stem: str, counter: int, data: bytes, suffix: str = ".png") -> tuple[Path, int]:
+    """Write ``data`` atomically to the first free ``<stem>_<counter>_<suffix>``; return (path, counter).
     An OS failure (full disk, read-only folder, …) is a WriteError naming the file; nothing is left."""
     tmp: Path | None = None
     try:
-        with writing(folder / f"{stem}_{counter:05d}_.png"):
+        with writing(folder / f"{stem}_{counter:05d}_{suffix}"):
             fd, tmp_name = tempfile.mkstemp(prefix=".nodegraph-", suffix=".tmp", dir=folder)
             tmp = Path(tmp_name)
             give_usual_mode(fd)  # mkstemp makes the file private (0600); outputs get the usual mode
@@ -268,7 +321,7 @@ def _write_new_file(folder: Path, stem: str, counter: int, data: bytes) -> tuple
                 f.flush()
                 os.fsync(f.fileno())
             while True:
-                final = folder / f"{stem}_{counter:05d}_.png"
+                final = folder / f"{stem}_{counter:05d}_{suffix}"
                 try:
                     _claim(tmp, final)
                     break

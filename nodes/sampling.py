@@ -18,25 +18,29 @@ from nodegraph.registry import InputSpec
 from .runtime import on_device, step_reporter
 
 SAMPLER_NAMES = (
-    "euler", "euler_ancestral", "heun", "dpm_2", "dpm_2_ancestral", "lms", "dpmpp_2s_ancestral",
-    "dpmpp_sde", "dpmpp_sde_gpu", "dpmpp_2m", "dpmpp_2m_sde", "dpmpp_2m_sde_gpu", "dpmpp_2m_sde_heun",
-    "dpmpp_2m_sde_heun_gpu", "dpmpp_3m_sde", "dpmpp_3m_sde_gpu", "ddpm", "lcm", "ddim", "uni_pc",
-    "uni_pc_bh2",
+    "euler", "euler_cfg_pp", "euler_ancestral", "euler_ancestral_cfg_pp", "heun", "heunpp2", "exp_heun_2_x0",
+    "exp_heun_2_x0_sde", "dpm_2", "dpm_2_ancestral", "lms", "dpm_fast", "dpm_adaptive", "dpmpp_2s_ancestral",
+    "dpmpp_2s_ancestral_cfg_pp", "dpmpp_sde", "dpmpp_sde_gpu", "dpmpp_2m", "dpmpp_2m_cfg_pp", "dpmpp_2m_sde",
+    "dpmpp_2m_sde_gpu", "dpmpp_2m_sde_heun", "dpmpp_2m_sde_heun_gpu", "dpmpp_3m_sde", "dpmpp_3m_sde_gpu", "ddpm",
+    "lcm", "ipndm", "ipndm_v", "deis", "res_multistep", "res_multistep_cfg_pp", "res_multistep_ancestral",
+    "res_multistep_ancestral_cfg_pp", "gradient_estimation", "gradient_estimation_cfg_pp", "er_sde", "seeds_2",
+    "seeds_3", "sa_solver", "sa_solver_pece", "ddim", "uni_pc", "uni_pc_bh2",
 )
-SCHEDULER_NAMES = ("normal", "karras", "exponential", "sgm_uniform", "simple", "ddim_uniform", "beta")
+SCHEDULER_NAMES = ("simple", "sgm_uniform", "karras", "exponential", "ddim_uniform", "beta", "normal",
+                   "linear_quadratic", "kl_optimal")
 MAX_SEED = 2**64 - 1
 
 
-def _seed(name: str) -> Any:
+def seed_param(name: str) -> Any:
     return Int(name, 0, min=0, max=MAX_SEED, control_after_run="randomize",
                description="the random seed of the initial noise (and of the sampler's own noise)")
 
 
-def _steps() -> Any:
+def steps_param() -> Any:
     return Int("steps", 20, min=1, max=10000, description="number of sampling steps")
 
 
-def _cfg() -> Any:
+def cfg_param() -> Any:
     return Float("cfg", 8.0, min=0.0, max=100.0, step=0.1,
                  description="classifier-free guidance scale: how strongly to follow the prompt")
 
@@ -47,8 +51,10 @@ def _denoise() -> Any:
                              "of the input latent (image-to-image)")
 
 
-_SAMPLER = Combo("sampler_name", SAMPLER_NAMES, "euler")
-_SCHEDULER = Combo("scheduler", SCHEDULER_NAMES, "normal")
+_SAMPLER = Combo("sampler_name", SAMPLER_NAMES, "euler",
+                 description="the sampling algorithm (ComfyUI's list; the *_cfg_pp ones use CFG++ and want a low cfg)")
+_SCHEDULER = Combo("scheduler", SCHEDULER_NAMES, "simple",
+                   description="how the noise levels are spaced over the steps (ComfyUI's list and default)")
 
 
 def _inputs(*names_types: tuple[str, str]) -> list[InputSpec]:
@@ -58,7 +64,7 @@ def _inputs(*names_types: tuple[str, str]) -> list[InputSpec]:
 @node("KSampler", display_name="KSampler", category="sampling",
       inputs=_inputs(("model", "MODEL"), ("positive", "CONDITIONING"), ("negative", "CONDITIONING"),
                      ("latent_image", "LATENT")),
-      params=[_seed("seed"), _steps(), _cfg(), _SAMPLER, _SCHEDULER, _denoise()],
+      params=[seed_param("seed"), steps_param(), cfg_param(), _SAMPLER, _SCHEDULER, _denoise()],
       outputs={"LATENT": "LATENT"})
 def ksampler(model: Any, positive: Any, negative: Any, latent_image: dict, seed: int, steps: int,
              cfg: float, sampler_name: str, scheduler: str, denoise: float, ctx: RunContext) -> dict:
@@ -80,7 +86,7 @@ def ksampler(model: Any, positive: Any, negative: Any, latent_image: dict, seed:
 @node("KSamplerAdvanced", display_name="KSampler (Advanced)", category="sampling",
       inputs=_inputs(("model", "MODEL"), ("positive", "CONDITIONING"), ("negative", "CONDITIONING"),
                      ("latent_image", "LATENT")),
-      params=[Combo("add_noise", ("enable", "disable")), _seed("noise_seed"), _steps(), _cfg(),
+      params=[Combo("add_noise", ("enable", "disable")), seed_param("noise_seed"), steps_param(), cfg_param(),
               _SAMPLER, _SCHEDULER,
               Int("start_at_step", 0, min=0, max=10000, description="first step of the schedule to run"),
               Int("end_at_step", 10000, min=0, max=10000, description="step to stop at (exclusive)"),
@@ -108,7 +114,7 @@ def ksampler_advanced(model: Any, positive: Any, negative: Any, latent_image: di
 
 
 @node("RandomNoise", display_name="RandomNoise", category="sampling/custom_sampling/noise",
-      params=[_seed("noise_seed")], outputs={"NOISE": "NOISE"})
+      params=[seed_param("noise_seed")], outputs={"NOISE": "NOISE"})
 def random_noise(noise_seed: int) -> Any:
     """Seeded initial noise (the same noise KSampler draws for that seed)."""
     from nodes.sd.ksampler import RandomNoise
@@ -127,7 +133,7 @@ def disable_noise() -> Any:
 
 @node("CFGGuider", display_name="CFGGuider", category="sampling/custom_sampling/guiders",
       inputs=_inputs(("model", "MODEL"), ("positive", "CONDITIONING"), ("negative", "CONDITIONING")),
-      params=[_cfg()], outputs={"GUIDER": "GUIDER"})
+      params=[cfg_param()], outputs={"GUIDER": "GUIDER"})
 def cfg_guider(model: Any, positive: Any, negative: Any, cfg: float) -> Any:
     """A model guided by a positive and a negative prompt with classifier-free guidance scale ``cfg``."""
     from nodes.sd.ksampler import CFGGuider
@@ -154,7 +160,7 @@ def ksampler_select(sampler_name: str) -> Any:
 
 
 @node("BasicScheduler", display_name="BasicScheduler", category="sampling/custom_sampling/schedulers",
-      inputs={"model": "MODEL"}, params=[_SCHEDULER, _steps(), _denoise()], outputs={"SIGMAS": "SIGMAS"})
+      inputs={"model": "MODEL"}, params=[_SCHEDULER, steps_param(), _denoise()], outputs={"SIGMAS": "SIGMAS"})
 def basic_scheduler_node(model: Any, scheduler: str, steps: int, denoise: float) -> Any:
     """The noise levels (sigmas) of ``steps`` steps of ``scheduler`` for the model, ending at 0; with
     ``denoise`` < 1 the last ``steps`` steps of a longer schedule."""

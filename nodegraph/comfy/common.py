@@ -34,14 +34,17 @@ def control_mode(value: str) -> str:
 
 EXTRA_WIDGETS: dict[str, tuple[str, ...]] = {
     "LoadImage": ("upload",),
+    "LoadImageMask": ("upload",),
+    "Canny": ("device",),
     "VAEDecodeTiled": ("temporal_size", "temporal_overlap"),
     "VAEEncodeTiled": ("temporal_size", "temporal_overlap"),
 }
-"""Widgets ComfyUI has after the ones we map, by node type, in its order: the LoadImage upload
-button's value, and the tiled VAE nodes' video-only inputs. Their values are kept (``comfyui.inputs``)
-and written back on export."""
+"""Widgets ComfyUI has after the ones we map, by node type, in its order: the image loaders' upload
+button's value, newer ComfyUI's Canny device choice, and the tiled VAE nodes' video-only inputs. Their
+values are kept (``comfyui.inputs``) and written back on export."""
 
-PROMPT_PARAMS = frozenset({("CLIPTextEncode", "text")})
+PROMPT_PARAMS = frozenset({("CLIPTextEncode", "text"), ("CLIPTextEncodeSDXL", "text_g"),
+                           ("CLIPTextEncodeSDXL", "text_l"), ("CLIPTextEncodeSDXLRefiner", "text")})
 """Params holding prompt text, whose square brackets the importers escape (see prompt_text.py)."""
 
 SpecsArg = Union[Mapping[str, NodeSpec], Callable[[], Mapping[str, NodeSpec]], None]

@@ -170,6 +170,8 @@ def _piece(e: CondEntry, x: torch.Tensor, sigma: torch.Tensor) -> _Piece | None:
     if area is not None:
         h, w, top, left = area
         h, w = min(x.shape[2] - top, h), min(x.shape[3] - left, w)
+        if h <= 0 or w <= 0:  # an area wholly outside the latent has nothing to act on
+            return None
         area = (h, w, top, left)
         x_in = x[:, :, top:top + h, left:left + w]
     if e.mask is not None:
@@ -318,10 +320,16 @@ class CFGGuider:
                     add_matching_areas(conds[other], conds[k])
         self.conds = conds
 
-    def __call__(self, x: torch.Tensor, sigma: torch.Tensor, seed: int | None = None, **_: Any) -> torch.Tensor:
-        negative = None if math.isclose(self.cfg, 1.0) else self.conds.get("negative")
+    def __call__(self, x: torch.Tensor, sigma: torch.Tensor, seed: int | None = None,
+                 uncond_out: dict | None = None, **_: Any) -> torch.Tensor:
+        """The guided D(x; σ). A CFG++ sampler passes `uncond_out`, a dict that receives the unconditional
+        prediction under "uncond"; it is then computed even at cfg = 1 (as ComfyUI does for them)."""
+        skip = math.isclose(self.cfg, 1.0) and uncond_out is None
+        negative = None if skip else self.conds.get("negative")
         cond, uncond = calc_cond_batch(self.model, [self.conds["positive"], negative], x, sigma,
                                        self.max_batch_area)
+        if uncond_out is not None:
+            uncond_out["uncond"] = uncond
         return cfg_combine(cond, uncond, self.cfg)
 
     @torch.no_grad()
@@ -351,11 +359,11 @@ class CFGGuider:
         x = ms.noise_scaling(sigmas[0], noise, latent, ms.is_max_denoise(sigmas))
         total = len(sigmas) - 1
 
-        def report(d: dict) -> None:
-            callback(StepInfo(step=int(d["i"]), total=total, sigma=float(d["sigma"]), x=d["x"],
-                              denoised=d["denoised"], family=model.family))
+        def report(d: dict) -> None:  # an adaptive sampler (dpm_adaptive) may take more steps than planned
+            callback(StepInfo(step=int(d["i"]), total=max(total, int(d["i"]) + 1), sigma=float(d["sigma"]),
+                              x=d["x"], denoised=d["denoised"], family=model.family))
 
-        samples = sampler(denoiser, x, sigmas, extra_args={"seed": seed},
+        samples = sampler(denoiser, x, sigmas, extra_args={"seed": seed, "model_sampling": ms},
                           callback=report if callback is not None else None)
         samples = ms.inverse_noise_scaling(sigmas[-1], samples)
         return model.process_out(samples.to(torch.float32))

@@ -24,7 +24,7 @@ from .samplers import DISCARD_PENULTIMATE_SIGMA_SAMPLERS, SAMPLER_NAMES, Sampler
 from .schedulers import SCHEDULER_NAMES, basic_scheduler, calculate_sigmas
 
 __all__ = [
-    "sample", "sample_custom", "ksampler_sigmas", "basic_scheduler", "calculate_sigmas",
+    "sample", "sample_custom", "add_noise", "ksampler_sigmas", "basic_scheduler", "calculate_sigmas",
     "CFGGuider", "BasicGuider", "Sampler", "RandomNoise", "DisableNoise", "StepInfo",
     "SAMPLER_NAMES", "SCHEDULER_NAMES",
 ]
@@ -109,10 +109,11 @@ def sample(model: DiffusionModel, latent: dict, positive: Any, negative: Any, *,
 
 
 def sample_custom(noise: RandomNoise | DisableNoise, guider: CFGGuider, sampler: Sampler, sigmas: torch.Tensor,
-                  latent: dict, callback: StepCallback | None = None) -> tuple[dict, dict]:
-    """SamplerCustomAdvanced: returns (output, denoised_output) LATENT dicts.
+                  latent: dict, callback: StepCallback | None = None, seed: int | None = None) -> tuple[dict, dict]:
+    """SamplerCustomAdvanced (and SamplerCustom): returns (output, denoised_output) LATENT dicts.
 
     denoised_output is the model's last denoised estimate (the output itself if no step ran).
+    `seed` seeds the sampler's own noise (default: the noise source's seed).
     """
     latent_image = _check_latent(latent)
     last: dict[str, torch.Tensor] = {}
@@ -123,7 +124,8 @@ def sample_custom(noise: RandomNoise | DisableNoise, guider: CFGGuider, sampler:
             callback(info)
 
     samples = guider.sample(noise.generate_noise(latent), latent_image, sampler, sigmas,
-                            denoise_mask=latent.get("noise_mask"), callback=keep_denoised, seed=noise.seed)
+                            denoise_mask=latent.get("noise_mask"), callback=keep_denoised,
+                            seed=noise.seed if seed is None else seed)
     out = dict(latent)
     out["samples"] = samples.to(latent_image.device)
     denoised = out
@@ -131,3 +133,24 @@ def sample_custom(noise: RandomNoise | DisableNoise, guider: CFGGuider, sampler:
         denoised = dict(latent)
         denoised["samples"] = guider.model.process_out(last["x0"].float()).to(latent_image.device)
     return out, denoised
+
+
+def add_noise(model: DiffusionModel, noise: RandomNoise | DisableNoise, sigmas: torch.Tensor, latent: dict) -> dict:
+    """ComfyUI's AddNoise: the latent noised to the schedule's span |σ_first − σ_last| (σ_first for a
+    one-sigma schedule), x = latent + noise·σ in the model's scaled space; an empty schedule leaves it.
+
+    An all-zero latent is not scaled in (as for sampling); non-finite values become 0.
+    """
+    latent_image = _check_latent(latent)
+    if len(sigmas) == 0:
+        return latent
+    noise_t = noise.generate_noise(latent).float()
+    scale = (sigmas[0] - sigmas[-1]).abs() if len(sigmas) > 1 else sigmas[0]
+    start = latent_image.float()
+    if torch.count_nonzero(start) > 0:
+        start = model.process_in(start)
+    noisy = model.process_out(model.model_sampling.noise_scaling(scale.float().cpu(), noise_t, start.cpu()))
+    out = dict(latent)
+    out["samples"] = torch.nan_to_num(noisy, nan=0.0, posinf=0.0, neginf=0.0)
+    return out
+

@@ -78,15 +78,22 @@ def default_noise_sampler(x: torch.Tensor, seed: int | None = None) -> NoiseSamp
     With a seed, draws come from a generator on x's device seeded with seed + 1 on the CPU (seed
     elsewhere), as ComfyUI does; without one, from torch's global generator.
     """
-    generator = None
-    if seed is not None:
-        generator = torch.Generator(device=x.device)
-        generator.manual_seed(int(seed) + 1 if x.device.type == "cpu" else int(seed))
+    generator = ancestral_generator(x.device, seed)
 
     def sample(sigma: torch.Tensor, sigma_next: torch.Tensor) -> torch.Tensor:
         return torch.randn(x.shape, dtype=x.dtype, layout=x.layout, device=x.device, generator=generator)
 
     return sample
+
+
+def ancestral_generator(device: torch.device, seed: int | None) -> torch.Generator | None:
+    """The generator of the ancestral noise: on `device`, seeded with seed + 1 on the CPU (seed
+    elsewhere); None (torch's global generator) without a seed."""
+    if seed is None:
+        return None
+    generator = torch.Generator(device=device)
+    generator.manual_seed(int(seed) + 1 if torch.device(device).type == "cpu" else int(seed))
+    return generator
 
 
 class BrownianTreeNoiseSampler:

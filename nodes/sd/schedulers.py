@@ -3,6 +3,8 @@
 Each scheduler maps (model sampling, steps) to a float32 tensor of sigmas that ends in 0.
 The definitions are ComfyUI's (`comfy/samplers.py`), so the same scheduler name gives the same
 sigmas; "karras" and "exponential" are the schedules of Karras et al. (2022) and k-diffusion.
+The schedules that only custom-sampling nodes offer (polyexponential, VP, Laplace, SD Turbo,
+Align Your Steps, GITS) are in `sigma_schedules.py`.
 """
 from __future__ import annotations
 
@@ -23,19 +25,29 @@ def _check_steps(name: str, steps: int) -> None:
         raise ValueError(f"scheduler {name!r}: steps must be a positive integer, got {steps!r}")
 
 
-def karras(ms: ModelSamplingDiscrete, steps: int, rho: float = 7.0) -> torch.Tensor:
-    """Karras et al. (2022), eq. 5: evenly spaced in σ^(1/ρ) from σ_max down to σ_min."""
+def karras_sigmas(steps: int, sigma_min: float, sigma_max: float, rho: float = 7.0) -> torch.Tensor:
+    """Karras et al. (2022), eq. 5: evenly spaced in σ^(1/ρ) from sigma_max down to sigma_min, then 0."""
     _check_steps("karras", steps)
-    lo, hi = float(ms.sigma_min) ** (1 / rho), float(ms.sigma_max) ** (1 / rho)
+    lo, hi = float(sigma_min) ** (1 / rho), float(sigma_max) ** (1 / rho)
     ramp = torch.linspace(0, 1, steps)
     return _append_zero((hi + ramp * (lo - hi)) ** rho)
 
 
-def exponential(ms: ModelSamplingDiscrete, steps: int) -> torch.Tensor:
-    """Evenly spaced in log σ from σ_max down to σ_min."""
+def exponential_sigmas(steps: int, sigma_min: float, sigma_max: float) -> torch.Tensor:
+    """Evenly spaced in log σ from sigma_max down to sigma_min, then 0."""
     _check_steps("exponential", steps)
-    log_sigmas = torch.linspace(math.log(float(ms.sigma_max)), math.log(float(ms.sigma_min)), steps)
+    log_sigmas = torch.linspace(math.log(float(sigma_max)), math.log(float(sigma_min)), steps)
     return _append_zero(log_sigmas.exp())
+
+
+def karras(ms: ModelSamplingDiscrete, steps: int, rho: float = 7.0) -> torch.Tensor:
+    """`karras_sigmas` over the model's σ range."""
+    return karras_sigmas(steps, float(ms.sigma_min), float(ms.sigma_max), rho)
+
+
+def exponential(ms: ModelSamplingDiscrete, steps: int) -> torch.Tensor:
+    """`exponential_sigmas` over the model's σ range."""
+    return exponential_sigmas(steps, float(ms.sigma_min), float(ms.sigma_max))
 
 
 def normal(ms: ModelSamplingDiscrete, steps: int) -> torch.Tensor:
@@ -69,6 +81,41 @@ def ddim_uniform(ms: ModelSamplingDiscrete, steps: int) -> torch.Tensor:
     stride = max(len(ms.sigmas) // steps, 1)
     picked = ms.sigmas[1::stride].flip(0)
     return _append_zero(picked.float().cpu())
+
+
+def linear_quadratic(ms: ModelSamplingDiscrete, steps: int, threshold_noise: float = 0.025,
+                     linear_steps: int | None = None) -> torch.Tensor:
+    """Mochi's schedule (genmo, as ComfyUI scales it by σ_max): σ/σ_max = 1 − u with u rising linearly
+    from 0 to threshold_noise over the first steps//2 steps, then quadratically to 1 (continuous in u and
+    its slope at the join); one step is [σ_max, 0]."""
+    _check_steps("linear_quadratic", steps)
+    if steps == 1:
+        return torch.tensor([1.0, 0.0]) * ms.sigma_max.cpu().float()
+    n_lin = steps // 2 if linear_steps is None else linear_steps
+    n_quad = steps - n_lin
+    excess = n_lin - threshold_noise * steps
+    quad = excess / (n_lin * n_quad**2)
+    lin = threshold_noise / n_lin - 2 * excess / n_quad**2
+    const = quad * n_lin**2
+    u = [k * threshold_noise / n_lin for k in range(n_lin)]
+    u += [quad * k**2 + lin * k + const for k in range(n_lin, steps)] + [1.0]
+    return torch.tensor([1.0 - v for v in u], dtype=torch.float32) * ms.sigma_max.cpu().float()
+
+
+def kl_optimal_sigmas(steps: int, sigma_min: float, sigma_max: float) -> torch.Tensor:
+    """The KL-optimal schedule (Sabour et al. 2024, "Align Your Steps", eq. for the KL bound): evenly
+    spaced in arctan σ from sigma_max down to sigma_min, then 0. One step is [sigma_max, 0] (ComfyUI's
+    formula divides by steps − 1 and gives NaN there)."""
+    _check_steps("kl_optimal", steps)
+    ramp = torch.arange(steps, dtype=torch.float32) / max(steps - 1, 1)
+    sigmas = torch.zeros(steps + 1)
+    sigmas[:-1] = (ramp * math.atan(sigma_min) + (1 - ramp) * math.atan(sigma_max)).tan()
+    return sigmas
+
+
+def kl_optimal(ms: ModelSamplingDiscrete, steps: int) -> torch.Tensor:
+    """`kl_optimal_sigmas` over the model's σ range."""
+    return kl_optimal_sigmas(steps, float(ms.sigma_min), float(ms.sigma_max))
 
 
 def beta(ms: ModelSamplingDiscrete, steps: int, alpha: float = 0.6, beta_: float = 0.6) -> torch.Tensor:
@@ -146,14 +193,17 @@ def beta_ppf(p: float, a: float, b: float) -> float:
 
 
 # -- registry ----------------------------------------------------------------------------------
+# In the order of ComfyUI's KSampler list (its first, "simple", is its default).
 SCHEDULERS: dict[str, Callable[[ModelSamplingDiscrete, int], torch.Tensor]] = {
-    "normal": normal,
+    "simple": simple,
+    "sgm_uniform": sgm_uniform,
     "karras": karras,
     "exponential": exponential,
-    "sgm_uniform": sgm_uniform,
-    "simple": simple,
     "ddim_uniform": ddim_uniform,
     "beta": beta,
+    "normal": normal,
+    "linear_quadratic": linear_quadratic,
+    "kl_optimal": kl_optimal,
 }
 SCHEDULER_NAMES: list[str] = list(SCHEDULERS)
 

@@ -20,6 +20,7 @@ CHECKPOINTS = {
 }
 LORAS = ("blindbox_v1_mix.safetensors", "MoXinV1.safetensors")  # the LoRA templates' LoRAs
 ESRGAN_4X = "RealESRGAN_x4plus.safetensors"
+VAE = "vae-ft-mse-840000-ema-pruned.safetensors"  # the area composition templates' VAE
 INPUT_IMAGE = "image2image_input_image.jpg"
 
 

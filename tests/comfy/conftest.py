@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from comfykit import CHECKPOINTS, ESRGAN_4X, INPUT_IMAGE, LORAS
+from comfykit import CHECKPOINTS, ESRGAN_4X, INPUT_IMAGE, LORAS, VAE
 
 from nodegraph import RunOptions
 from nodegraph.api import Session
@@ -41,13 +41,13 @@ def specs(registry):
 @pytest.fixture(scope="session")
 def models_dir(tmp_path_factory) -> Path:
     """``checkpoints/`` with a tiny random checkpoint under each name in CHECKPOINTS (family as given),
-    ``loras/`` with a tiny random SD1 LoRA under each name in LORAS,
+    ``loras/`` with a tiny random SD1 LoRA under each name in LORAS, ``vae/`` with a tiny random VAE under VAE,
     ``upscale_models/`` with a tiny random 4× ESRGAN (RRDBNet) under ESRGAN_4X."""
     import torch
     from safetensors.torch import save_file
     from spandrel.architectures.ESRGAN import ESRGAN
 
-    from nodes.sd.testing import write_random_checkpoint, write_random_lora
+    from nodes.sd.testing import write_random_checkpoint, write_random_lora, write_random_vae
 
     root = tmp_path_factory.mktemp("models")
     (root / "checkpoints").mkdir()
@@ -56,6 +56,8 @@ def models_dir(tmp_path_factory) -> Path:
     (root / "loras").mkdir()
     for i, name in enumerate(LORAS):
         write_random_lora(root / "loras" / name, "sd1", seed=100 + i)
+    (root / "vae").mkdir()
+    write_random_vae(root / "vae" / VAE, seed=50)
     (root / "upscale_models").mkdir()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)

@@ -32,8 +32,8 @@ def test_import_comfy_lists_unknown_types_with_their_counts(tmp_path, capsys):
     src = write(tmp_path / "wf.json", template("controlnet_example"))
     assert main(["import-comfy", str(src), "-o", str(tmp_path / "g.json")]) == 0
     err = capsys.readouterr().err
-    assert "3 node(s) of ComfyUI types NodeGraph does not have" in err
-    assert "Canny ×1, ControlNetApplyAdvanced ×1, ControlNetLoader ×1" in err
+    assert "2 node(s) of ComfyUI types NodeGraph does not have" in err
+    assert "ControlNetApplyAdvanced ×1, ControlNetLoader ×1" in err
 
 
 def test_import_comfy_refuses_what_it_cannot_read(tmp_path, capsys):
@@ -77,12 +77,12 @@ def test_notes_and_muted_nodes_are_left_out_without_complaint(specs):
 def test_a_placeholder_loads_validates_and_saves_but_never_runs(session, tmp_path):
     graph, _ = from_workflow(template("controlnet_example"), session.registry.nodes)
     problems = session.validate(graph)
-    canny = next(p for p in problems if p.node_id == "34")
-    assert canny.code == "unknown_type"
-    assert "ComfyUI node type 'Canny' has no NodeGraph equivalent" in canny.message
+    loader = next(p for p in problems if p.node_id == "12")
+    assert loader.code == "unknown_type"
+    assert "ComfyUI node type 'ControlNetLoader' has no NodeGraph equivalent" in loader.message
     session.save(graph, tmp_path / "g.json")
     assert session.load(tmp_path / "g.json") == graph
-    with pytest.raises(GraphValidationError, match="node 34 \\(Canny\\)"):
+    with pytest.raises(GraphValidationError, match="node 12 \\(ControlNetLoader\\)"):
         session.run(graph)
 
 
@@ -96,7 +96,7 @@ def test_validate_command_lists_placeholders(tmp_path, capsys):
     src = write(tmp_path / "wf.json", template("controlnet_example"))
     assert main(["validate", str(src)]) == 2
     err = capsys.readouterr().err
-    assert "3 placeholder node(s) for ComfyUI types NodeGraph does not have" in err
+    assert "2 placeholder node(s) for ComfyUI types NodeGraph does not have" in err
 
 
 def test_import_comfy_reads_a_comfyui_png(tmp_path):

@@ -36,6 +36,14 @@ CLASSIC = {
                              "11.start_at_step=1"], {"19": (64, 64)}),
     "sdxl_refiner_prompt_example": (["5.width=64", "5.height=64", "10.steps=2", "10.end_at_step=1",
                                      "11.steps=2", "11.start_at_step=1"], {"19": (64, 64)}),
+    # four sky prompts stacked in areas down a tall image, then a hires pass
+    "area_composition": (["5.width=64", "5.height=256", "3.steps=1", "22.width=64", "22.height=320", "24.steps=2"]
+                         + [f"{n}.{k}={v}" for n, y in (("15", 0), ("11", 64), ("34", 128), ("18", 192))
+                            for k, v in (("width", 64), ("height", 64), ("y", y))],
+                         {"9": (64, 256), "32": (64, 320)}),
+    "area_composition_square_area_for_subject": (["5.width=128", "5.height=128", "3.steps=1", "46.width=64",
+                                                  "46.height=64", "46.y=64", "22.width=160", "22.height=160",
+                                                  "24.steps=2"], {"9": (128, 128), "32": (160, 160)}),
 }
 
 

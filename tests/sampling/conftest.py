@@ -14,6 +14,7 @@ def pytest_configure(config):
     # nodes/sd/noise.py silences this torchsde warning at import, but pytest restores the warning
     # filters after collection; the queries that trigger it are the same as ComfyUI's (see noise.py).
     config.addinivalue_line("filterwarnings", "ignore:Should have tb<=t1 but got:UserWarning")
+    config.addinivalue_line("filterwarnings", "ignore:Should have ta>=t0 but got:UserWarning")
 
 
 @pytest.fixture(autouse=True)

@@ -16,6 +16,7 @@ import torch
 from nodes.sd import samplers as S
 from nodes.sd.model_sampling import ModelSamplingDiscrete
 from nodes.sd.noise import BrownianTreeNoiseSampler, default_noise_sampler
+from nodes.sd.samplers_karras import lms_coefficient
 from nodes.sd.schedulers import karras
 
 from conftest import GaussianDenoiser
@@ -88,7 +89,7 @@ def test_lms_coefficients_integrate_polynomials_exactly():
     # the weights of a 3-step rule reproduce ∫ p for any p of degree ≤ 2 from its values at t_i, t_{i-1}, t_{i-2}
     i, order = 3, 3
     p = np.polynomial.Polynomial([0.3, -1.1, 0.7])
-    weights = [S.lms_coefficient(order, t, i, j) for j in range(order)]
+    weights = [lms_coefficient(order, t, i, j) for j in range(order)]
     quadrature = sum(w * p(t[i - j]) for j, w in enumerate(weights))
     exact = p.integ()(t[i + 1]) - p.integ()(t[i])
     assert quadrature == pytest.approx(exact, rel=1e-12)
@@ -261,3 +262,37 @@ def test_sampler_object_passes_its_options(denoiser, x_start, sigmas):
 def test_unknown_sampler_names_the_choices():
     with pytest.raises(ValueError, match=r"unknown sampler 'dpmpp_9m'.*euler"):
         S.Sampler("dpmpp_9m")
+
+
+# -- DPM-Solver fast/adaptive: k-diffusion's, called as ComfyUI calls them ------------------------------
+def comfyui_ends(sigmas):
+    """ComfyUI hands k-diffusion the first sigma and the last non-zero one."""
+    return float(sigmas[-1] if sigmas[-1] > 0 else sigmas[-2]), float(sigmas[0])
+
+
+@pytest.mark.parametrize("eta", [0.0, 0.5])
+def test_dpm_fast_equals_k_diffusion(kdiff, eta, denoiser, x_start, sigmas):
+    ours = S.SAMPLER_FUNCTIONS["dpm_fast"](denoiser, x_start.clone(), sigmas, extra_args={"seed": 4}, eta=eta)
+    sigma_min, sigma_max = comfyui_ends(sigmas)
+    ref = kdiff.sample_dpm_fast(denoiser, x_start.clone(), sigma_min, sigma_max, len(sigmas) - 1, disable=True,
+                                eta=eta, noise_sampler=default_noise_sampler(x_start, seed=4))
+    assert rel_err(ours, ref) < 1e-5
+
+
+@pytest.mark.parametrize("options", [{}, {"order": 2, "rtol": 0.01}, {"eta": 0.5}, {"pcoeff": 0.2, "dcoeff": 0.1}])
+def test_dpm_adaptive_equals_k_diffusion(kdiff, options, denoiser, x_start, sigmas):
+    ours = S.SAMPLER_FUNCTIONS["dpm_adaptive"](denoiser, x_start.clone(), sigmas, extra_args={"seed": 4}, **options)
+    sigma_min, sigma_max = comfyui_ends(sigmas)
+    ref = kdiff.sample_dpm_adaptive(denoiser, x_start.clone(), sigma_min, sigma_max, disable=True,
+                                    noise_sampler=default_noise_sampler(x_start, seed=4), **options)
+    assert rel_err(ours, ref) < 1e-5
+
+
+def test_dpm_adaptive_integrates_a_flipped_schedule_backwards(kdiff, denoiser, sigmas):
+    """A rising schedule (FlipSigmas) runs the ODE from low to high noise, as k-diffusion does."""
+    rising = torch.flip(sigmas, (0,)).clone()
+    rising[0] = 0.0001
+    x = torch.randn(2, 4, 6, 6, generator=torch.Generator().manual_seed(3)) * 0.5
+    ours = S.SAMPLER_FUNCTIONS["dpm_adaptive"](denoiser, x.clone(), rising)
+    ref = kdiff.sample_dpm_adaptive(denoiser, x.clone(), float(rising[-1]), float(rising[0]), disable=True)
+    assert rel_err(ours, ref) < 1e-5

@@ -2,7 +2,7 @@
 
 karras / exponential: k-diffusion's get_sigmas_karras / get_sigmas_exponential and diffusers'
 EulerDiscreteScheduler conversions. ComfyUI's own schedules (normal, sgm_uniform, simple,
-ddim_uniform, beta): golden/comfyui_schedules.json, computed by golden/make_comfyui_schedules.py
+ddim_uniform, beta, linear_quadratic, kl_optimal): golden/comfyui_schedules.json, computed by golden/make_comfyui_schedules.py
 (numpy + scipy transcription of ComfyUI's formulas; provenance inside the file).
 """
 from __future__ import annotations
@@ -63,7 +63,8 @@ def test_exponential_equals_diffusers(ms, steps):
     assert_sigmas_equal(S.exponential(ms, steps), list(np.asarray(ref)) + [0.0])
 
 
-@pytest.mark.parametrize("name", ["normal", "sgm_uniform", "simple", "ddim_uniform", "beta"])
+@pytest.mark.parametrize("name", ["normal", "sgm_uniform", "simple", "ddim_uniform", "beta", "linear_quadratic",
+                                  "kl_optimal"])
 @pytest.mark.parametrize("steps", STEPS + [3, 7])
 def test_comfyui_schedules_equal_golden_table(ms, name, steps):
     assert_sigmas_equal(S.calculate_sigmas(ms, name, steps), GOLDEN["schedules"][name][str(steps)])

@@ -1,4 +1,5 @@
-"""Independent reference for ComfyUI's own schedulers (normal, sgm_uniform, simple, ddim_uniform, beta).
+"""Independent reference for ComfyUI's own schedulers (normal, sgm_uniform, simple, ddim_uniform, beta,
+linear_quadratic, kl_optimal).
 
 Run once to (re)write comfyui_schedules.json next to this file:
 
@@ -19,6 +20,12 @@ from ComfyUI's source as read on 2026-11-24 (comfyanonymous/ComfyUI, files below
                      reversed, + [0]
   beta_scheduler:    t_k = rint(scipy.stats.beta.ppf(1 − linspace(0, 1, steps, endpoint=False), 0.6, 0.6)
                      · (len − 1)); σ_table[t_k] with consecutive repeats dropped; + [0]
+  linear_quadratic_schedule (added 2026-12-03): n = steps; one step is [1, 0]; else m = n // 2,
+                     u_k = k·0.025/m for k < m, then u_k = a·k² + b·k + c for m ≤ k < n with
+                     d = m − 0.025·n, a = d/(m·(n − m)²), b = 0.025/m − 2d/(n − m)², c = a·m²;
+                     σ = (1 − [u…, 1]) · σ_max
+  kl_optimal_scheduler (added 2026-12-03): r_k = k/(n − 1), σ_k = tan(r_k·atan σ_min + (1 − r_k)·atan σ_max)
+                     for k < n (n = 1: σ_max), + [0]
 """
 import json
 import pathlib
@@ -73,12 +80,31 @@ def beta(steps, a=0.6, b=0.6):
     return out + [0.0]
 
 
+def linear_quadratic(steps, threshold=0.025):
+    if steps == 1:
+        return [table[-1], 0.0]
+    m = steps // 2
+    d = m - threshold * steps
+    q = steps - m
+    a, b = d / (m * q**2), threshold / m - 2 * d / q**2
+    c = a * m**2
+    u = [k * threshold / m for k in range(m)] + [a * k * k + b * k + c for k in range(m, steps)] + [1.0]
+    return [(1.0 - v) * table[-1] for v in u]
+
+
+def kl_optimal(steps):
+    r = np.arange(steps) / max(steps - 1, 1)
+    return list(np.tan(r * np.arctan(table[0]) + (1 - r) * np.arctan(table[-1]))) + [0.0]
+
+
 schedules = {
     "normal": {n: normal(n) for n in STEPS},
     "sgm_uniform": {n: normal(n, sgm=True) for n in STEPS},
     "simple": {n: simple(n) for n in STEPS},
     "ddim_uniform": {n: ddim_uniform(n) for n in STEPS},
     "beta": {n: beta(n) for n in STEPS},
+    "linear_quadratic": {n: linear_quadratic(n) for n in STEPS},
+    "kl_optimal": {n: kl_optimal(n) for n in STEPS},
 }
 result = {
     "provenance": ("Computed by tests/sampling/golden/make_comfyui_schedules.py (numpy "
