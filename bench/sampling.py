@@ -27,7 +27,6 @@ import torch  # noqa: E402
 
 from nodes.sd import ksampler as K  # noqa: E402
 from nodes.sd.diffusion_model import DiffusionModel  # noqa: E402
-from nodes.sd.model_sampling import ModelSamplingDiscrete  # noqa: E402
 
 STEPS = 20
 ROUNDS = 5
@@ -86,7 +85,7 @@ def main() -> None:
     ctx = torch.randn(2, 77, 768, generator=g)
     pos = [[torch.randn(1, 77, 768, generator=g), {}]]
     neg = [[torch.randn(1, 77, 768, generator=g), {}]]
-    model = DiffusionModel(ZeroCostUNet(), ModelSamplingDiscrete(), "sd1", 0.18215)
+    model = DiffusionModel.for_family(ZeroCostUNet(), "sd1")
 
     for _ in range(2):  # warm-up
         time_unet(unet, x, t, ctx)

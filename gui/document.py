@@ -58,8 +58,8 @@ class Document(QObject):
 
     def open(self, path: str | os.PathLike[str]) -> Any:
         """Load a graph file, a ComfyUI workflow or prompt, or a PNG/WebP carrying one (GraphLoadError
-        if it cannot). Returns the ``nodegraph.comfy.detect.Opened`` (format, import report)."""
-        from nodegraph.comfy.detect import open_graph
+        if it cannot). Returns the ``nodegraph.opening.Opened`` (format, import report)."""
+        from nodegraph.opening import open_graph
 
         opened = open_graph(path, self.registry.nodes)
         # An image or a ComfyUI file is not the graph's file: saving asks for a new name.
@@ -107,20 +107,7 @@ class Document(QObject):
         out_t, in_t = self.output_type(src, output), self.input_type(dst, input_name)
         if out_t is None or in_t is None or not self.registry.compatible(out_t, in_t):
             return False
-        return not self._reaches(dst, src)
-
-    def _reaches(self, start: str, goal: str) -> bool:
-        """Whether ``goal`` is downstream of ``start``."""
-        stack, seen = [start], set()
-        while stack:
-            nid = stack.pop()
-            if nid == goal:
-                return True
-            if nid in seen:
-                continue
-            seen.add(nid)
-            stack.extend(lk.dst for lk in self.graph.links_from(nid))
-        return False
+        return dst not in self.graph.upstream([src]).nodes
 
     # -- edits -----------------------------------------------------------------------------
     def new_node(self, type_id: str, pos: tuple[float, float]) -> Node:

@@ -5,222 +5,37 @@
     graph = api.load("examples/hello.json")
     result = api.run(graph, out_dir="output", on_event=print)
 
-A :class:`Session` holds a registry (node packs), an executor (with the process-wide cache) and
-run options; the module-level functions use one default session. The CLI and the editor use
-the same calls.
+A :class:`Session` (:mod:`nodegraph.session`) holds a registry (node packs), an executor (with the
+process-wide cache) and run options; the module-level functions here use one default session. The
+CLI and the editor use the same calls.
 """
 from __future__ import annotations
 
 import os
-import random
-import threading
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from . import format as graph_format
-from .context import RunOptions
-from .errors import GraphValidationError, Problem, UsageError
-from .executor import Callbacks, Executor, OutputCache, RunResult
+from .errors import Problem
 from .graph import Graph, Node, NodeRef
-from .registry import BOOLEAN, COMBO, FLOAT, INT, Registry
-from .validate import errors
-from .validate import validate as _validate
+from .opening import Opened
+from .overrides import parse_assignment, parse_value
+from .registry import Registry
+from .results import RunResult
+from .session import Session, default_session
 
-_TRUE = {"true", "1", "yes", "on"}
-_FALSE = {"false", "0", "no", "off"}
-
-
-class Session:
-    """A registry, an executor and default run options (what a script, the CLI or the editor holds).
-
-    Without a registry, packs are discovered and loaded on first use.
-    """
-
-    def __init__(self, registry: Registry | None = None, *, options: RunOptions | None = None,
-                 cache: OutputCache | None = None):
-        self._registry = registry
-        self._cache = cache
-        self._executor: Executor | None = None
-        self.options = options or RunOptions()
-
-    @property
-    def registry(self) -> Registry:
-        if self._registry is None:
-            from .plugins import load_registry
-
-            self._registry = load_registry()
-        return self._registry
-
-    @property
-    def executor(self) -> Executor:
-        if self._executor is None:
-            self._executor = Executor(self.registry, self._cache, self.options)
-        return self._executor
-
-    # -- graphs ----------------------------------------------------------------------------
-    def load(self, path: str | os.PathLike[str]) -> Graph:
-        """Read a graph file, a ComfyUI workflow or API prompt (imported), or a PNG/WebP carrying
-        any of them (raises GraphLoadError). See nodegraph.comfy.detect."""
-        from .comfy.detect import load_graph
-
-        return load_graph(path, lambda: self.registry.nodes)
-
-    def save(self, graph: Graph, path: str | os.PathLike[str]) -> Path:
-        """Write the graph file atomically."""
-        return graph_format.save(graph, path)
-
-    def new_graph(self) -> Graph:
-        return Graph()
-
-    def add_node(self, graph: Graph, type_id: str, title: str | None = None,
-                 pos: tuple[float, float] = (0, 0), **params: Any) -> Node:
-        """Add a node with every param at its default, overridden by ``params``."""
-        spec = self.registry[type_id]
-        unknown = [k for k in params if spec.param(k) is None]
-        if unknown:
-            raise UsageError(f"{type_id} has no param(s) {', '.join(unknown)}; its params are "
-                             + (", ".join(p.name for p in spec.params) or "none"))
-        values = spec.default_params()
-        values.update(params)
-        return graph.add_node(type_id, values, title=title, pos=pos)
-
-    def set(self, graph: Graph, assignment: str) -> tuple[Node, str, Any]:
-        """Apply ``NODE.PARAM=VALUE`` (NODE: id or unique title; VALUE parsed by the param's kind)."""
-        node, name, value = parse_assignment(graph, self.registry, assignment)
-        graph.set_param(node, name, value)
-        return node, name, value
-
-    # -- checking and running ---------------------------------------------------------------
-    def validate(self, graph: Graph) -> list[Problem]:
-        """Every problem of the graph (errors and warnings)."""
-        return _validate(graph, self.registry, self.options)
-
-    def run(self, graph: Graph, *, on_event: Callbacks = None, outputs: Iterable[str] | None = None,
-            validate: bool = True, out_dir: str | os.PathLike[str] | None = None,
-            options: RunOptions | None = None, advance: bool = False,
-            stop: threading.Event | None = None) -> RunResult:
-        """Validate (errors raise GraphValidationError) and run. Raises NodeExecutionError naming
-        the failed node, or Interrupted. ``outputs`` names nodes whose outputs you want back
-        (default: the output nodes). ``advance=True`` applies each seed's "control after run"
-        once the run succeeded (:meth:`advance_controls`), as editors do. ``stop``: an event of
-        yours that interrupts this run whenever it is set, also before the run starts (for runs
-        on another thread; :meth:`interrupt` stops the current run either way)."""
-        opts = options or self.options
-        if out_dir is not None:
-            opts = RunOptions(opts.device, opts.dtype, Path(out_dir), opts.models_dirs, opts.extra)
-        if validate:
-            bad = errors(_validate(graph, self.registry, opts))
-            if bad:
-                raise GraphValidationError(bad)
-        result = self.executor.run(graph, outputs=outputs, on_event=on_event, options=opts, stop=stop)
-        if advance:
-            self.advance_controls(graph)
-        return result
-
-    def interrupt(self) -> None:
-        """Stop the current run (safe from any thread)."""
-        self.executor.interrupt()
-
-    def advance_controls(self, graph: Graph, rng: random.Random | None = None
-                         ) -> list[tuple[str, str, Any, Any]]:
-        """Apply each seed's "control after run" (increment/decrement/randomize; wraps at min/max),
-        as editors do after a run. Returns ``(node id, param, old, new)`` for each change."""
-        rng = rng or random.Random()
-        changes = []
-        for node in graph.nodes.values():
-            spec = self.registry.get(node.type)
-            if spec is None or node.mode == "muted":
-                continue
-            for p in spec.params:
-                if p.control_after_run is None:
-                    continue
-                mode = node.control_after_run.get(p.name, p.control_after_run)
-                old = node.params.get(p.name, p.default)
-                if mode == "fixed" or type(old) is not int:
-                    continue
-                lo = int(p.min) if p.min is not None else 0
-                hi = int(p.max) if p.max is not None else 2**64 - 1
-                if mode == "increment":
-                    new = old + 1 if old < hi else lo
-                elif mode == "decrement":
-                    new = old - 1 if old > lo else hi
-                else:
-                    new = rng.randint(lo, hi)
-                graph.set_param(node, p.name, new)
-                changes.append((node.id, p.name, old, new))
-        return changes
-
-
-def parse_value(kind: str, text: str) -> Any:
-    """Parse a command-line value for a param of ``kind`` (ValueError says what was expected)."""
-    if kind == INT:
-        try:
-            return int(text)
-        except ValueError:
-            raise ValueError(f"{text!r} is not a whole number") from None
-    if kind == FLOAT:
-        try:
-            return float(text)
-        except ValueError:
-            raise ValueError(f"{text!r} is not a number") from None
-    if kind == BOOLEAN:
-        low = text.strip().lower()
-        if low in _TRUE:
-            return True
-        if low in _FALSE:
-            return False
-        raise ValueError(f"{text!r} is not true/false (also accepted: 1/0, yes/no, on/off)")
-    return text  # STRING, COMBO
-
-
-def parse_assignment(graph: Graph, registry: Registry, text: str, *,
-                     option: str = "--set") -> tuple[Node, str, Any]:
-    """Parse ``NODE.PARAM=VALUE`` against a graph: which node, which param, the typed value.
-    ``option`` names the flag in error messages (``--sweep`` reuses this parser)."""
-    key, sep, raw = text.partition("=")
-    ref, dot, name = key.rpartition(".")
-    if not sep or not dot or not ref or not name:
-        raise UsageError(f"{option} {text!r}: write NODE.PARAM=VALUE, e.g. 3.seed=42 or "
-                         "\"My Sampler.steps=30\"")
-    try:
-        node = graph.find(ref)
-    except UsageError as exc:
-        raise UsageError(f"{option} {text!r}: {exc}") from None
-    spec = registry.get(node.type)
-    if spec is None:
-        raise UsageError(f"{option} {text!r}: {registry.unknown_type_message(node.type)}")
-    param = spec.param(name)
-    if param is None:
-        raise UsageError(f"{option} {text!r}: node {node.label} has no param {name!r}; its params are "
-                         + (", ".join(p.name for p in spec.params) or "none"))
-    try:
-        value = parse_value(param.kind, raw)
-    except ValueError as exc:
-        raise UsageError(f"{option} {text!r}: {exc}") from None
-    if param.kind == COMBO:
-        choices = param.resolve_choices()
-        if value not in choices:
-            # Choices that are not strings (rare) are matched by their text.
-            matched = [c for c in choices if str(c) == raw]
-            if matched:
-                value = matched[0]
-    return node, name, value
-
-
-_default: Session | None = None
-
-
-def default_session() -> Session:
-    """The session the module-level functions use (packs loaded on first use)."""
-    global _default
-    if _default is None:
-        _default = Session()
-    return _default
+__all__ = ["Session", "add_node", "batch", "connect", "default_session", "interrupt", "load",
+           "new_graph", "nodes", "open_graph", "parse_assignment", "parse_value", "run", "save",
+           "validate"]
 
 
 def load(path: str | os.PathLike[str]) -> Graph:
     return default_session().load(path)
+
+
+def open_graph(path: str | os.PathLike[str]) -> Opened:
+    """:func:`load`, telling also the file's format and what an import of a ComfyUI file changed."""
+    return default_session().open_graph(path)
 
 
 def save(graph: Graph, path: str | os.PathLike[str]) -> Path:

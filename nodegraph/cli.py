@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from .api import Session
+from .session import Session
 from .comfy.cli import COMMANDS as COMFY_COMMANDS
 from .comfy.cli import add_parsers as add_comfy_parsers
 from .context import DEVICES, DTYPES, RunOptions

@@ -13,6 +13,8 @@ from .events import Event, Progress
 
 if TYPE_CHECKING:
     from .graph import Graph
+    from .resources import Resources
+    from .results import RunStats
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DTYPES = ("auto", "fp32", "fp16", "bf16")
@@ -26,6 +28,9 @@ class RunOptions:
 
     ``models_dirs`` are extra model roots given by the user (``--models``), searched first;
     the node pack adds its own default roots. ``extra`` is free for packs and clients.
+    ``resources`` are the session's (:mod:`nodegraph.resources`: what packs keep from run to run,
+    e.g. loaded models); a session puts its own in the options it runs with, None means the
+    default ones. They change no result, so they take no part in signatures or comparisons.
     """
 
     device: str = "auto"
@@ -33,6 +38,7 @@ class RunOptions:
     output_dir: Path = field(default_factory=lambda: Path("output"))
     models_dirs: tuple[Path, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
+    resources: Resources | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.device not in DEVICES:
@@ -52,14 +58,16 @@ class RunContext:
       to stop.
     - ``ctx.ui`` is a dict an output node fills with what clients should show; by convention
       ``ctx.ui["files"]`` lists the paths of files it wrote and ``ctx.ui["images"]`` the images.
+    - ``ctx.model_loaded()`` reports that the node read a model file (the run's stats count it).
     - ``ctx.options`` (device, dtype, output_dir, models_dirs), ``ctx.graph`` (the graph being run,
       e.g. to embed it in a PNG), ``ctx.node_id``, ``ctx.node_type``, ``ctx.log`` (a logger).
     """
 
-    __slots__ = ("node_id", "node_type", "options", "graph", "ui", "log", "_emit", "_stop")
+    __slots__ = ("_emit", "_stats", "_stop", "graph", "log", "node_id", "node_type", "options", "ui")
 
     def __init__(self, node_id: str, node_type: str, options: RunOptions, graph: Graph | None,
-                 emit: Callable[[Event], None] | None, stop: threading.Event):
+                 emit: Callable[[Event], None] | None, stop: threading.Event,
+                 stats: RunStats | None = None):
         self.node_id = node_id
         self.node_type = node_type
         self.options = options
@@ -68,6 +76,7 @@ class RunContext:
         self.log = node_logger
         self._emit = emit
         self._stop = stop
+        self._stats = stats
 
     @property
     def interrupted(self) -> bool:
@@ -78,6 +87,12 @@ class RunContext:
         """Raise Interrupted if the run was asked to stop."""
         if self._stop.is_set():
             raise Interrupted(self.node_id)
+
+    def model_loaded(self) -> None:
+        """Report that this node read a model file from disk (not one it found already in memory):
+        the run's stats count it (``RunStats.model_loads``), and so does a batch."""
+        if self._stats is not None:
+            self._stats.model_loads += 1
 
     def progress(self, step: int, total: int, preview: Any = None) -> None:
         """Report that ``step`` of ``total`` is done (optionally with a preview image); checks for

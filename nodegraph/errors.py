@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .executor import RunStats
+    from .results import RunStats
 
 
 @dataclass(frozen=True)

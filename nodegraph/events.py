@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Union
 
 if TYPE_CHECKING:
-    from .executor import RunStats
+    from .results import RunStats
 
 
 @dataclass(frozen=True)

@@ -1,226 +1,46 @@
-"""Run a graph: prune to what the outputs need, order topologically, reuse cached outputs.
+"""Run a graph: the plan validation builds (:func:`nodegraph.validate.build_plan`), one step after
+another, reusing cached outputs.
 
-A node's *signature* is a hash of its type, its params (defaults filled in), the signatures of the
-outputs feeding it, the run options that change results (device, dtype, model roots; the output
-folder for output nodes) and, if its spec declares one, its fingerprint. A node whose signature is in
-the process-wide :class:`OutputCache` does not run. Nodes flagged ``not_cacheable`` always run,
-and so does everything downstream of them.
+Each step's signature (:mod:`nodegraph.plan`) is looked up in the :class:`OutputCache`; a node
+whose signature is there does not run. Nodes flagged ``not_cacheable`` always run, and so does
+everything downstream of them. An Executor keeps the plan of each graph it ran while the graph's
+structure is unchanged, so re-running a graph whose params changed plans nothing.
 """
 from __future__ import annotations
 
-import hashlib
 import itertools
-import json
 import logging
 import threading
 import time
 import traceback
 import weakref
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
-from typing import Any, NamedTuple, Union
+from typing import Any, Union
 
+from .cache import CacheEntry, OutputCache, estimate_nbytes, shared_cache
 from .context import RunContext, RunOptions
-from .errors import (Absent, GraphValidationError, Interrupted, NodeError, NodeExecutionError,
-                     Problem, out_of_memory)
+from .errors import Absent, Interrupted, NodeError, NodeExecutionError, out_of_memory
 from .events import (Event, NodeCached, NodeFailed, NodeFinished, NodeStarted, RunFailed,
                      RunFinished, RunInterrupted, RunStarted)
-from .graph import Graph, Node, id_sort_key
-from .registry import NodeSpec, Registry, _arity
+from .graph import Graph, Node
+from .plan import Plan, Step, options_key, output_targets, target_ids
+from .registry import NodeSpec, Registry
+from .resources import resources_for
+from .results import RunResult, RunStats
+from .validate import build_plan
+
+__all__ = ["CacheEntry", "Callbacks", "Executor", "OutputCache", "RunResult", "RunStats",
+           "estimate_nbytes", "shared_cache"]
 
 log = logging.getLogger("nodegraph.executor")
 
 EventCallback = Callable[[Event], None]
 Callbacks = Union[EventCallback, Sequence[EventCallback], None]
 
-
-# --------------------------------------------------------------------------------------------
-# results
-# --------------------------------------------------------------------------------------------
-@dataclass
-class RunStats:
-    """What a run did: nodes executed and cached (in order) and seconds per executed node."""
-
-    run_id: int = 0
-    executed: list[str] = field(default_factory=list)
-    cached: list[str] = field(default_factory=list)
-    seconds: dict[str, float] = field(default_factory=dict)
-    total_seconds: float = 0.0
-
-    def summary(self) -> str:
-        return (f"{len(self.executed)} node(s) ran, {len(self.cached)} cached, "
-                f"{self.total_seconds:.2f} s")
+MISSING = object()
+"""The value of a bypassed node's output that has nothing to pass through."""
 
 
-@dataclass
-class RunResult:
-    """Outputs of the target nodes (``outputs[node_id][output_name]``), what output nodes showed
-    (``ui[node_id]``, e.g. ``{"files": [...]}``) and the run's stats."""
-
-    outputs: dict[str, dict[str, Any]]
-    ui: dict[str, dict[str, Any]]
-    stats: RunStats
-
-    def output(self, node: str | Node, name: str | None = None) -> Any:
-        """One output value of a target node (``name`` may be left out if it has one output)."""
-        node_id = node.id if isinstance(node, Node) else node
-        outs = self.outputs[node_id]
-        if name is None:
-            if len(outs) != 1:
-                raise KeyError(f"node {node_id} has outputs {list(outs)}; name the one you want")
-            return next(iter(outs.values()))
-        return outs[name]
-
-
-# --------------------------------------------------------------------------------------------
-# cache
-# --------------------------------------------------------------------------------------------
-def estimate_nbytes(obj: Any, _depth: int = 0) -> int:
-    """Rough memory size of a node output: ``nbytes`` of arrays/tensors (numpy, torch — without
-    importing them), summed through dicts, lists and tuples; strings and bytes by length."""
-    n = getattr(obj, "nbytes", None)
-    if type(n) is int:
-        return n
-    if isinstance(obj, (str, bytes, bytearray)):
-        return len(obj)
-    if _depth < 4:
-        if isinstance(obj, dict):
-            return sum(estimate_nbytes(v, _depth + 1) for v in itertools.islice(obj.values(), 1000))
-        if isinstance(obj, (list, tuple)):
-            return sum(estimate_nbytes(v, _depth + 1) for v in itertools.islice(obj, 1000))
-    return 0
-
-
-class CacheEntry(NamedTuple):
-    """A node's cached outputs, what it showed (``ui``) and their estimated size."""
-
-    outputs: tuple[Any, ...]
-    ui: dict[str, Any]
-    nbytes: int
-
-
-class OutputCache:
-    """Bounded LRU map signature → node outputs; the least recently used entries go first when
-    there are more than ``max_entries`` or their estimated size exceeds ``max_bytes``. Thread-safe."""
-
-    def __init__(self, max_entries: int = 10_000, max_bytes: int = 4 << 30):
-        self.max_entries = max_entries
-        self.max_bytes = max_bytes
-        self._data: OrderedDict[str, CacheEntry] = OrderedDict()
-        self._lock = threading.Lock()
-        self.nbytes = 0
-        self.hits = self.misses = self.evictions = 0
-
-    def __len__(self) -> int:
-        return len(self._data)
-
-    def __contains__(self, key: object) -> bool:
-        return key in self._data
-
-    def get(self, key: str) -> CacheEntry | None:
-        # No lock: dict lookups and OrderedDict.move_to_end are atomic under the GIL; if another
-        # thread evicts the key in between, it simply counts as a miss.
-        entry = self._data.get(key)
-        if entry is not None:
-            try:
-                self._data.move_to_end(key)
-            except KeyError:
-                entry = None
-        if entry is None:
-            self.misses += 1
-        else:
-            self.hits += 1
-        return entry
-
-    def put(self, key: str, entry: CacheEntry) -> None:
-        with self._lock:
-            old = self._data.pop(key, None)
-            if old is not None:
-                self.nbytes -= old.nbytes
-            if entry.nbytes > self.max_bytes or self.max_entries <= 0:
-                return
-            self._data[key] = entry
-            self.nbytes += entry.nbytes
-            while len(self._data) > self.max_entries or self.nbytes > self.max_bytes:
-                _, dropped = self._data.popitem(last=False)
-                self.nbytes -= dropped.nbytes
-                self.evictions += 1
-
-    def clear(self) -> None:
-        with self._lock:
-            self._data.clear()
-            self.nbytes = 0
-
-
-_SHARED_CACHE = OutputCache()
-
-
-def shared_cache() -> OutputCache:
-    """The process-wide cache every Executor uses unless given its own."""
-    return _SHARED_CACHE
-
-
-# --------------------------------------------------------------------------------------------
-# plan
-# --------------------------------------------------------------------------------------------
-class _Step:
-    """One node of an execution plan, with the memo of its last signature."""
-
-    __slots__ = ("node_id", "node", "spec", "mode", "inputs", "srcs", "passthrough", "release",
-                 "sig_static", "memo_params", "memo_up", "memo_fp", "memo_sig")
-
-    def __init__(self, node: Node, spec: NodeSpec):
-        self.node_id = node.id
-        self.node = node
-        self.spec = spec
-        self.mode = node.mode
-        self.inputs: list[tuple[str, str, int]] = []  # (input or param name, src id, output index)
-        self.srcs: tuple[str, ...] = ()  # the src ids of ``inputs``
-        self.passthrough: list[tuple[str, int] | None] = []  # bypassed: per output, its source
-        self.release: list[str] = []  # sources whose values are no longer needed after this step
-        self.sig_static = ""
-        self.memo_params: dict[str, Any] | None = None
-        self.memo_up: tuple[str, ...] = ()
-        self.memo_fp: str | None = None
-        self.memo_sig = ""
-
-
-class _Plan:
-    __slots__ = ("revision", "targets", "steps", "options_key")
-
-    def __init__(self, revision: int, targets: tuple[str, ...], steps: list[_Step]):
-        self.revision = revision
-        self.targets = targets
-        self.steps = steps
-        self.options_key: tuple[str, str] | None = None  # the options the memos were made with
-
-
-def _options_key(options: RunOptions) -> tuple[str, str]:
-    """What of the run options joins signatures: device, dtype, model roots and extras change what
-    every node computes; the output folder only changes what output nodes do."""
-    try:
-        extra = json.dumps(options.extra, sort_keys=True, default=repr)
-    except (TypeError, ValueError):
-        extra = repr(options.extra)
-    common = f"{options.device}|{options.dtype}|{[str(p) for p in options.models_dirs]}|{extra}"
-    return common, f"{common}|out={options.output_dir}"
-
-
-_MISSING = object()
-
-
-
-def _snapshot(params: dict[str, Any]) -> dict[str, Any]:
-    for v in params.values():
-        if isinstance(v, (list, dict)):
-            return json.loads(json.dumps(params, default=repr))
-    return dict(params)
-
-
-# --------------------------------------------------------------------------------------------
-# executor
-# --------------------------------------------------------------------------------------------
 class Executor:
     """Runs graphs against one registry, sharing a cache of node outputs across runs and graphs.
 
@@ -238,7 +58,7 @@ class Executor:
         self._current_stop: threading.Event | None = None
         self._lock = threading.Lock()
         # Plans by id(graph); a weak reference checks identity and drops the plan with the graph.
-        self._plans: dict[int, tuple[weakref.ref[Graph], _Plan]] = {}
+        self._plans: dict[int, tuple[weakref.ref[Graph], Plan]] = {}
         self._run_ids = itertools.count(1)
 
     def interrupt(self) -> None:
@@ -252,143 +72,22 @@ class Executor:
     # -- planning --------------------------------------------------------------------------
     def plan(self, graph: Graph, targets: Iterable[str] | None = None) -> list[str]:
         """The node ids a run would visit, in execution order."""
-        return [s.node_id for s in self._plan(graph, targets).steps]
+        return list(self._plan(graph, targets).node_ids)
 
-    def _plan(self, graph: Graph, targets: Iterable[str] | None) -> _Plan:
-        nodes = graph.nodes
-        get_spec = self.registry.nodes.get
-        if targets is None:
-            target_ids = tuple(nid for nid, n in nodes.items() if n.mode == "normal"
-                               and (s := get_spec(n.type)) is not None and s.output_node)
-        else:
-            target_ids = tuple(n.id if isinstance(n, Node) else n for n in targets)
+    def _plan(self, graph: Graph, targets: Iterable[str | Node] | None) -> Plan:
+        """The plan of ``graph`` for ``targets``: the one kept from the last run while it still
+        describes the graph, else a new one from validation (GraphValidationError if it cannot)."""
+        wanted = output_targets(graph, self.registry) if targets is None else target_ids(targets)
         key = id(graph)
         held = self._plans.get(key)
         if held is not None and held[0]() is graph:
-            cached = held[1]
-            if (cached.revision == graph.revision and cached.targets == target_ids
-                    and self._still_valid(cached, nodes)):
-                return cached
-        plan = _Plan(graph.revision, target_ids, self._build(graph, target_ids))
+            kept = held[1]
+            if kept.targets == wanted and kept.still_valid(graph, self.registry):
+                return kept
+        plan = build_plan(graph, self.registry, wanted)
         plans = self._plans
-        self._plans[key] = (weakref.ref(graph, lambda _r, k=key: plans.pop(k, None)), plan)
+        plans[key] = (weakref.ref(graph, lambda _r, k=key: plans.pop(k, None)), plan)
         return plan
-
-    def _still_valid(self, plan: _Plan, nodes: Any) -> bool:
-        get_spec = self.registry.nodes.get
-        for step in plan.steps:
-            node = nodes.get(step.node_id)
-            if node is not step.node or node.mode != step.mode or get_spec(node.type) is not step.spec:
-                return False
-        return True
-
-    def _build(self, graph: Graph, targets: tuple[str, ...]) -> list[_Step]:
-        nodes = graph.nodes
-        reg = self.registry
-        problems: list[Problem] = []
-        if not targets:
-            raise GraphValidationError([Problem(
-                "no_output_node", "nothing to run: the graph has no (un-muted) output node such "
-                "as SaveImage; add one")])
-        for t in targets:
-            if t not in nodes:
-                problems.append(Problem("missing_node", f"there is no node {t!r} to compute", t))
-        needed: set[str] = set()
-        edges: list[tuple[str, str]] = []
-        ins = graph._in  # links into each node, by input name
-        stack = [t for t in targets if t in nodes]
-        while stack:
-            nid = stack.pop()
-            if nid in needed:
-                continue
-            needed.add(nid)
-            for link in ins.get(nid, {}).values():
-                src = nodes.get(link.src)
-                if src is not None and src.mode != "muted":
-                    edges.append((link.src, nid))
-                    if link.src not in needed:
-                        stack.append(link.src)
-        import networkx as nx
-
-        dag = nx.DiGraph()
-        dag.add_nodes_from(sorted(needed, key=id_sort_key))
-        dag.add_edges_from(edges)
-        try:
-            order = list(nx.topological_sort(dag))
-        except nx.NetworkXUnfeasible:
-            cycle = [a for a, _ in nx.find_cycle(dag)]
-            first = nodes[cycle[0]]
-            raise GraphValidationError([Problem(
-                "cycle", f"nodes {', '.join(cycle)} form a cycle; remove one of the links between "
-                "them", first.id, first.type)]) from None
-
-        steps: list[_Step] = []
-        index: dict[str, _Step] = {}
-        for nid in order:
-            node = nodes[nid]
-            spec = reg.nodes.get(node.type)
-            if spec is None:
-                problems.append(Problem("unknown_type", reg.unknown_type_message(node.type),
-                                        nid, node.type, "type"))
-                continue
-            step = _Step(node, spec)
-            links = ins.get(nid, {})
-            for name, link in (sorted(links.items()) if len(links) > 1 else links.items()):
-                src = nodes.get(link.src)
-                is_input = spec.input(name) is not None
-                field_name = ("input " if is_input else "param ") + name
-                if src is None:
-                    problems.append(Problem("missing_node", f"linked from node {link.src!r}, which "
-                                            "does not exist", nid, node.type, field_name))
-                    continue
-                if src.mode == "muted":
-                    continue
-                if not is_input and spec.param(name) is None:
-                    problems.append(Problem("unknown_input", f"{spec.type_id} has no input "
-                                            f"{name!r}", nid, node.type, f"input {name}"))
-                    continue
-                src_step = index.get(link.src)
-                if src_step is None:
-                    continue  # its own problem is reported
-                idx = src_step.spec.output_index(link.output)
-                if idx < 0:
-                    problems.append(Problem("missing_output", f"node {src.label} has no output "
-                                            f"{link.output!r}", nid, node.type, field_name))
-                    continue
-                step.inputs.append((name, link.src, idx))
-            linked = {name for name, _, _ in step.inputs}
-            if node.mode == "bypassed":
-                for out in spec.outputs:
-                    source = None
-                    for inp in spec.inputs:
-                        if inp.type == out.type and inp.name in linked:
-                            source = next((s, i) for n, s, i in step.inputs if n == inp.name)
-                            break
-                    step.passthrough.append(source)
-            else:
-                for inp in spec.inputs:
-                    if not inp.optional and inp.name not in linked:
-                        problems.append(Problem("missing_input", "required input is not connected",
-                                                nid, node.type, f"input {inp.name}"))
-            step.srcs = tuple(src for _, src, _ in step.inputs)
-            step.sig_static = spec.token + "|" + repr([(n, i) for n, _, i in step.inputs])
-            steps.append(step)
-            index[nid] = step
-        if problems:
-            raise GraphValidationError(problems)
-        # Free each value after its last consumer (targets are kept for the result).
-        last_use: dict[str, _Step] = {}
-        for step in steps:
-            for _, src, _ in step.inputs:
-                last_use[src] = step
-            for src_idx in step.passthrough:
-                if src_idx is not None:
-                    last_use[src_idx[0]] = step
-        keep = set(targets)
-        for src, step in last_use.items():
-            if src not in keep:
-                step.release.append(src)
-        return steps
 
     # -- running ---------------------------------------------------------------------------
     def run(self, graph: Graph, *, outputs: Iterable[str] | None = None,
@@ -416,163 +115,164 @@ class Executor:
 
     def _run(self, graph: Graph, targets: Iterable[str] | None, on_event: Callbacks,
              options: RunOptions, stop: threading.Event) -> RunResult:
-        t_start = time.perf_counter()
-        emit = _make_emitter(on_event)
         plan = self._plan(graph, targets)
-        okey = _options_key(options)
-        if plan.options_key != okey:
-            for s in plan.steps:
-                s.memo_params = None
-            plan.options_key = okey
-        run_id = next(self._run_ids)
-        stats = RunStats(run_id)
-        if emit:
-            emit(RunStarted(run_id, tuple(s.node_id for s in plan.steps)))
-        values: dict[str, tuple[Any, ...]] = {}
-        sigs: dict[str, str] = {}
-        ui: dict[str, dict[str, Any]] = {}
-        cache = self.cache
-        perf = time.perf_counter
-        try:
-            stopped = stop.is_set
-            for step in plan.steps:
-                if stopped():
-                    raise Interrupted(None)
-                nid = step.node_id
-                spec = step.spec
-                if step.mode == "bypassed":
-                    outs = tuple(values[s[0]][s[1]] if s is not None else _MISSING
-                                 for s in step.passthrough)
-                    values[nid] = outs
-                    sigs[nid] = "bypass|" + "|".join(
-                        sigs[s[0]] + f"/{s[1]}" if s is not None else "-" for s in step.passthrough)
-                    for src in step.release:
-                        values.pop(src, None)
-                    continue
-                params = step.node.params
-                up = tuple(map(sigs.__getitem__, step.srcs))
-                fp = None
-                if spec.fingerprint is not None:
-                    fp = self._fingerprint(step, params, options)
-                eff = None  # the params with defaults filled in, when computed
-                if (step.memo_params is not None and up == step.memo_up and fp == step.memo_fp
-                        and params == step.memo_params):
-                    sig = step.memo_sig
-                else:
-                    eff = {p.name: params.get(p.name, p.default) for p in spec.params}
-                    sig = _signature(step, eff, up, fp, okey[1] if spec.output_node else okey[0])
-                    step.memo_params = _snapshot(params)
-                    step.memo_up, step.memo_fp, step.memo_sig = up, fp, sig
-                entry = None if spec.not_cacheable else cache.get(sig)
-                if entry is not None:
-                    values[nid] = entry.outputs
-                    stats.cached.append(nid)
-                    if entry.ui:
-                        ui[nid] = entry.ui
-                    if emit:
-                        emit(NodeCached(nid, spec.type_id, entry.ui))
-                else:
-                    if emit:
-                        emit(NodeStarted(nid, spec.type_id))
-                    kwargs = eff if eff is not None else {
-                        p.name: params.get(p.name, p.default) for p in spec.params}
-                    for name, src, idx in step.inputs:
-                        v = values[src][idx]
-                        if v is not _MISSING and not isinstance(v, Absent):
-                            kwargs[name] = v
-                            continue
-                        inp = spec.input(name)
-                        if inp is not None and not inp.optional:
-                            why = (v.reason if isinstance(v, Absent) else f"it comes from node "
-                                   f"{src}, which is bypassed and has no connected input of that "
-                                   "type to pass through")
-                            self._fail(step, NodeError(f"input {name!r} is empty: {why}"), stats,
-                                       t_start, emit)
-                        if inp is not None and isinstance(v, Absent):
-                            kwargs[name] = None  # an optional input left empty
-                    ctx = None
-                    if spec.takes_context:
-                        ctx = RunContext(nid, spec.type_id, options, graph, emit, stop)
-                        kwargs["ctx"] = ctx
-                    t0 = perf()
-                    try:
-                        outs = _normalize(spec.function(**kwargs), spec)
-                    except Interrupted:
-                        raise
-                    except Exception as exc:
-                        self._fail(step, out_of_memory(exc, step.node) or exc, stats, t_start, emit)
-                    seconds = perf() - t0
-                    node_ui = ctx.ui if ctx is not None else {}
-                    if not spec.not_cacheable:
-                        nbytes = (estimate_nbytes(outs[0]) if len(outs) == 1
-                                  else sum(estimate_nbytes(o) for o in outs))
-                        cache.put(sig, CacheEntry(outs, node_ui, nbytes))
-                    else:
-                        sig = f"{sig}@run{run_id}"
-                    values[nid] = outs
-                    stats.executed.append(nid)
-                    stats.seconds[nid] = seconds
-                    if node_ui:
-                        ui[nid] = node_ui
-                    if emit:
-                        emit(NodeFinished(nid, spec.type_id, seconds, node_ui))
-                sigs[nid] = sig
-                for src in step.release:
-                    values.pop(src, None)
-        except Interrupted as exc:
-            stats.total_seconds = perf() - t_start
-            exc.stats = stats
-            if emit:
-                emit(RunInterrupted(exc.node_id, stats))
-            raise
-        stats.total_seconds = perf() - t_start
-        result_outputs: dict[str, dict[str, Any]] = {}
-        steps_by_id = {s.node_id: s for s in plan.steps} if plan.targets else {}
-        for t in plan.targets:
-            outs = values.get(t, ())
-            names = [o.name for o in steps_by_id[t].spec.outputs]
-            result_outputs[t] = {n: v for n, v in zip(names, outs) if v is not _MISSING}
-        if emit:
-            emit(RunFinished(stats))
-        return RunResult(result_outputs, ui, stats)
+        with resources_for(options).run_scope():
+            run = _Run(self.cache, plan, graph, options, _make_emitter(on_event), stop,
+                       next(self._run_ids))
+            try:
+                for step in plan.steps:
+                    if stop.is_set():
+                        raise Interrupted(None)
+                    run.visit(step)
+            except Interrupted as exc:
+                run.interrupted(exc)
+                raise
+            return run.finish()
 
-    def _fingerprint(self, step: _Step, params: dict[str, Any], options: RunOptions) -> str:
-        spec = step.spec
-        eff = {p.name: params.get(p.name, p.default) for p in spec.params}
-        fn = spec.fingerprint
+
+class _Run:
+    """The state of one run: each visited node's output values and signature, what output nodes
+    showed, the stats; :meth:`visit` does one step."""
+
+    def __init__(self, cache: OutputCache, plan: Plan, graph: Graph, options: RunOptions,
+                 emit: EventCallback | None, stop: threading.Event, run_id: int):
+        self.started = time.perf_counter()
+        self.cache, self.plan, self.graph, self.options = cache, plan, graph, options
+        self.emit, self.stop = emit, stop
+        self.options_key = options_key(options)
+        plan.use_options(self.options_key)
+        self.values: dict[str, tuple[Any, ...]] = {}
+        self.signatures: dict[str, str] = {}
+        self.ui: dict[str, dict[str, Any]] = {}
+        self.stats = RunStats(run_id)
+        if emit:
+            emit(RunStarted(run_id, plan.node_ids))
+
+    def visit(self, step: Step) -> None:
+        """Pass a bypassed node's inputs on, or take the node's outputs from the cache, or run it."""
+        if step.mode == "bypassed":
+            self._pass_through(step)
+        else:
+            spec = step.spec
+            upstream = tuple(map(self.signatures.__getitem__, step.sources))
+            fingerprint = self._fingerprint(step) if spec.fingerprint is not None else None
+            options_key = self.options_key[1] if spec.output_node else self.options_key[0]
+            signature, params = step.signature(upstream, fingerprint, options_key)
+            entry = None if spec.not_cacheable else self.cache.get(signature)
+            if entry is not None:
+                self._take_cached(step, entry)
+            else:
+                signature = self._execute(step, signature, params)
+            self.signatures[step.node_id] = signature
+        for src in step.release:
+            self.values.pop(src, None)
+
+    def _pass_through(self, step: Step) -> None:
+        values, signatures = self.values, self.signatures
+        values[step.node_id] = tuple(values[s[0]][s[1]] if s is not None else MISSING
+                                     for s in step.passthrough)
+        signatures[step.node_id] = "bypass|" + "|".join(
+            signatures[s[0]] + f"/{s[1]}" if s is not None else "-" for s in step.passthrough)
+
+    def _fingerprint(self, step: Step) -> str | None:
         try:
-            if _arity(fn) >= 2:  # f(params, options): e.g. a model file found through --models
-                return str(fn(eff, options))  # type: ignore[misc]
-            return str(fn(eff))  # type: ignore[misc]
+            return step.spec.fingerprint_of(step.effective_params(), self.options)
         except Exception as exc:
             # A fingerprint that cannot be computed (e.g. the file is missing) forces a re-run;
             # the node itself will then report the real problem.
             return f"!{type(exc).__name__}:{exc}@{time.monotonic_ns()}"
 
-    def _fail(self, step: _Step, exc: BaseException, stats: RunStats, t_start: float,
-              emit: EventCallback | None) -> None:
-        stats.total_seconds = time.perf_counter() - t_start
+    def _take_cached(self, step: Step, entry: CacheEntry) -> None:
+        self.values[step.node_id] = entry.outputs
+        self.stats.cached.append(step.node_id)
+        if entry.ui:
+            self.ui[step.node_id] = entry.ui
+        if self.emit:
+            self.emit(NodeCached(step.node_id, step.spec.type_id, entry.ui))
+
+    def _execute(self, step: Step, signature: str, params: dict[str, Any] | None) -> str:
+        """Run the node's function; cache and keep its outputs. Returns the signature its outputs
+        go by (a not-cacheable node's is made unique to this run)."""
+        node_id, spec = step.node_id, step.spec
+        if self.emit:
+            self.emit(NodeStarted(node_id, spec.type_id))
+        kwargs = self._arguments(step, params if params is not None else step.effective_params())
+        ctx = None
+        if spec.takes_context:
+            ctx = kwargs["ctx"] = RunContext(node_id, spec.type_id, self.options, self.graph,
+                                             self.emit, self.stop, self.stats)
+        t0 = time.perf_counter()
+        try:
+            outputs = _normalize(spec.function(**kwargs), spec)
+        except Interrupted:
+            raise
+        except Exception as exc:
+            self._fail(step, out_of_memory(exc, step.node) or exc)
+        seconds = time.perf_counter() - t0
+        node_ui = ctx.ui if ctx is not None else {}
+        if spec.not_cacheable:
+            signature = f"{signature}@run{self.stats.run_id}"
+        else:
+            nbytes = (estimate_nbytes(outputs[0]) if len(outputs) == 1
+                      else sum(estimate_nbytes(o) for o in outputs))
+            self.cache.put(signature, CacheEntry(outputs, node_ui, nbytes))
+        self.values[node_id] = outputs
+        self.stats.executed.append(node_id)
+        self.stats.seconds[node_id] = seconds
+        if node_ui:
+            self.ui[node_id] = node_ui
+        if self.emit:
+            self.emit(NodeFinished(node_id, spec.type_id, seconds, node_ui))
+        return signature
+
+    def _arguments(self, step: Step, params: dict[str, Any]) -> dict[str, Any]:
+        """The keyword arguments of the node's function: its params, then its connected inputs. An
+        empty value (an :class:`Absent` output, or nothing for a bypassed node to pass on) fails the
+        node in a required input and is None in an optional one."""
+        kwargs = params
+        for name, src, index in step.inputs:
+            value = self.values[src][index]
+            if value is not MISSING and not isinstance(value, Absent):
+                kwargs[name] = value
+                continue
+            inp = step.spec.input(name)
+            if inp is not None and not inp.optional:
+                why = (value.reason if isinstance(value, Absent) else f"it comes from node {src}, "
+                       "which is bypassed and has no connected input of that type to pass through")
+                self._fail(step, NodeError(f"input {name!r} is empty: {why}"))
+            if inp is not None and isinstance(value, Absent):
+                kwargs[name] = None  # an optional input left empty
+        return kwargs
+
+    def _fail(self, step: Step, exc: BaseException) -> None:
+        stats = self.stats
+        stats.total_seconds = time.perf_counter() - self.started
         tb = traceback.format_exc()
         if exc.__cause__ is not None and exc.__traceback__ is None:  # a translation of the real error
             tb = "".join(traceback.format_exception(exc.__cause__))
-        if emit:
-            emit(NodeFailed(step.node_id, step.spec.type_id, exc, tb))
-            emit(RunFailed(step.node_id, stats))
+        if self.emit:
+            self.emit(NodeFailed(step.node_id, step.spec.type_id, exc, tb))
+            self.emit(RunFailed(step.node_id, stats))
         raise NodeExecutionError(step.node_id, step.spec.type_id, exc, tb, stats) from exc
 
+    def interrupted(self, exc: Interrupted) -> None:
+        self.stats.total_seconds = time.perf_counter() - self.started
+        exc.stats = self.stats
+        if self.emit:
+            self.emit(RunInterrupted(exc.node_id, self.stats))
 
-_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
-
-
-def _signature(step: _Step, eff: dict[str, Any], up: tuple[str, ...], fp: str | None,
-               okey: str) -> str:
-    """Hash of the node's type, run options, effective params, upstream signatures, fingerprint."""
-    try:
-        ptext = _ENCODER.encode(eff)
-    except (TypeError, ValueError):
-        ptext = repr(sorted(eff.items(), key=lambda kv: kv[0]))
-    text = f"{step.sig_static}|{okey}|{ptext}|{'|'.join(up)}|{fp}"
-    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+    def finish(self) -> RunResult:
+        """The targets' outputs, what output nodes showed, the stats; emits RunFinished."""
+        self.stats.total_seconds = time.perf_counter() - self.started
+        steps = {s.node_id: s for s in self.plan.steps} if self.plan.targets else {}
+        outputs: dict[str, dict[str, Any]] = {}
+        for target in self.plan.targets:
+            values = self.values.get(target, ())
+            names = [o.name for o in steps[target].spec.outputs]
+            outputs[target] = {n: v for n, v in zip(names, values) if v is not MISSING}
+        if self.emit:
+            self.emit(RunFinished(self.stats))
+        return RunResult(outputs, self.ui, self.stats)
 
 
 def _normalize(result: Any, spec: NodeSpec) -> tuple[Any, ...]:

@@ -30,16 +30,15 @@ VERSION = 1
 PNG_CHUNK = "nodegraph"
 """Name of the PNG text chunk that holds a graph file (written by SaveImage)."""
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+COMFY_CHUNKS = ("workflow", "prompt")
+"""The image metadata keys ComfyUI stores its UI workflow and its API prompt under."""
 
 _NODE_FIELDS = ("type", "params", "pos", "size", "title", "color", "mode", "control_after_run")
 _LINK_FIELDS = ("from", "output", "to", "input")
 _GROUP_FIELDS = ("title", "rect", "color")
 _TOP_FIELDS = ("format", "version", "nodes", "links", "groups", "meta")
 
-ForeignLoader = Callable[[Any], "Graph | None"]
-foreign_loaders: list[ForeignLoader] = []
-"""Converters for other formats (e.g. ComfyUI's): each gets the parsed JSON and returns a Graph,
-or None if the data is not its format. Tried when a file has no ``"format": "nodegraph"``."""
+WEBP_MAGIC = (b"RIFF", b"WEBP")  # bytes 0-3 and 8-11 of a WebP file
 
 
 # --------------------------------------------------------------------------------------------
@@ -188,13 +187,10 @@ def from_data(data: Any, source: str | None = None) -> Graph:
                                       f"{type(data).__name__}; this is not a NodeGraph file")], source)
     fmt = data.get("format")
     if fmt != FORMAT:
-        for loader in foreign_loaders:
-            graph = loader(data)
-            if graph is not None:
-                return graph
         if _looks_like_comfyui(data):
-            msg = ("this looks like a ComfyUI workflow, not a NodeGraph file; import it with "
-                   "`nodegraph import-comfy` where available")
+            msg = ("this looks like a ComfyUI workflow, not a NodeGraph file; open it with "
+                   "`nodegraph.opening.open_graph` (as `nodegraph run` and `api.load` do), or "
+                   "convert it with `nodegraph import-comfy`")
         elif fmt is None:
             msg = 'no "format" field; a NodeGraph file starts with {"format": "nodegraph", "version": 1'
         else:
@@ -419,44 +415,79 @@ def loads(data: str | bytes, source: str | None = None) -> Graph:
     return from_data(parse_json(data, source), source)
 
 
-def read_png_text(path: str | os.PathLike[str]) -> dict[str, str]:
-    """The text chunks of a PNG file (Pillow is imported only when needed)."""
-    from PIL import Image, UnidentifiedImageError
+def is_image(head: bytes) -> bool:
+    """Whether a file starting with ``head`` (at least 12 bytes) is a PNG or a WebP image."""
+    return head.startswith(PNG_MAGIC) or (head[:4] == WEBP_MAGIC[0] and head[8:12] == WEBP_MAGIC[1])
 
+
+def read_image_chunks(path: str | os.PathLike[str], names: tuple[str, ...]) -> dict[str, str]:
+    """The text an image carries under ``names``: PNG text chunks (tEXt, zTXt, iTXt, also after the
+    image data), and the EXIF entries of ComfyUI's WebP files, where SaveAnimatedWEBP stores
+    ``"prompt:{json}"`` in tag 0x0110 (Model) and ``"workflow:{json}"`` in 0x010f (Make), further keys
+    in 0x010e, 0x010d, ... Pillow is imported when needed; its errors (OSError, ValueError,
+    DecompressionBombError, ...) are for the caller to turn into its own; the pixels are not read."""
+    import warnings
+
+    from PIL import Image
+
+    found: dict[str, str] = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        with Image.open(path) as img:
+            text = {k: v for k, v in img.info.items() if isinstance(v, str)}
+            if img.format == "PNG" and not any(k in text for k in names):
+                text = dict(getattr(img, "text", {}))  # chunks after the image data need a full read
+            for key in names:
+                if key in text:
+                    found[key] = str(text[key])
+            for value in img.getexif().values():
+                if isinstance(value, bytes):
+                    value = value.decode("utf-8", "replace")
+                if isinstance(value, str) and ":" in value:
+                    key, _, rest = value.partition(":")
+                    if key in names and key not in found:
+                        found[key] = rest.rstrip("\x00")
+    return found
+
+
+def read_file(path: str | os.PathLike[str]) -> bytes:
+    """The bytes of a graph file (GraphLoadError ``not_found`` or ``unreadable`` naming it)."""
     try:
-        with Image.open(path) as im:
-            im.load()
-            text = getattr(im, "text", None) or {}
-            return {str(k): str(v) for k, v in text.items()}
-    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as exc:
-        raise GraphLoadError([Problem("bad_png", f"cannot read the PNG: {exc}")], str(path)) from None
+        return Path(path).read_bytes()
+    except OSError as exc:
+        code = "not_found" if isinstance(exc, FileNotFoundError) else "unreadable"
+        raise GraphLoadError([Problem(code, f"cannot read the file: {exc.strerror or exc}")],
+                             str(path)) from None
+
+
+def image_chunks(path: str | os.PathLike[str],
+                 names: tuple[str, ...] = (PNG_CHUNK, *COMFY_CHUNKS)) -> dict[str, str]:
+    """:func:`read_image_chunks`, with every failure a GraphLoadError (``bad_png``) naming the file."""
+    try:
+        return read_image_chunks(path, names)
+    except FileNotFoundError:
+        raise GraphLoadError([Problem("not_found", "cannot read the file: no such file")],
+                             str(path)) from None
+    except Exception as exc:  # Pillow's errors: OSError, ValueError, SyntaxError, bombs, ...
+        raise GraphLoadError([Problem("bad_png", f"cannot read it as an image ({exc}); is it a PNG "
+                                      "or WebP file that NodeGraph or ComfyUI saved?")],
+                             str(path)) from None
 
 
 def load(path: str | os.PathLike[str]) -> Graph:
-    """Read a graph file, or the graph embedded in a PNG that NodeGraph saved."""
-    path = Path(path)
+    """Read a graph file, or the graph embedded in a PNG or WebP that NodeGraph saved. ComfyUI's
+    files are refused with a message: :func:`nodegraph.opening.open_graph` reads those too."""
     source = str(path)
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise GraphLoadError([Problem("not_found" if isinstance(exc, FileNotFoundError)
-                                      else "unreadable", f"cannot read the file: "
-                                      f"{exc.strerror or exc}")], source) from None
-    if raw.startswith(PNG_MAGIC):
-        chunks = read_png_text(path)
-        if PNG_CHUNK in chunks:
-            return loads(chunks[PNG_CHUNK], source)
-        for key in ("workflow", "prompt"):
-            if key in chunks:
-                data = parse_json(chunks[key], source)
-                for loader in foreign_loaders:
-                    graph = loader(data)
-                    if graph is not None:
-                        return graph
-                raise GraphLoadError([Problem("bad_format", f"the PNG carries a ComfyUI {key!r} "
-                                              "chunk, not a NodeGraph graph; import it with "
-                                              "`nodegraph import-comfy` where available")], source)
-        raise GraphLoadError([Problem("no_graph", f"the PNG has no {PNG_CHUNK!r} text chunk: it "
-                                      "was not saved by NodeGraph (or the metadata was stripped)")],
-                             source)
-    return loads(raw, source)
+    raw = read_file(path)
+    if not is_image(raw[:12]):
+        return loads(raw, source)
+    chunks = image_chunks(path)
+    if PNG_CHUNK in chunks:
+        return loads(chunks[PNG_CHUNK], source)
+    comfy = next((key for key in COMFY_CHUNKS if key in chunks), None)
+    if comfy is not None:
+        raise GraphLoadError([Problem("bad_format", f"the image carries a ComfyUI {comfy!r} chunk, "
+                                      "not a NodeGraph graph; open it with `nodegraph run` or "
+                                      "api.load, or convert it with `nodegraph import-comfy`")], source)
+    raise GraphLoadError([Problem("no_graph", f"the image has no {PNG_CHUNK!r} text chunk: it was not "
+                                  "saved by NodeGraph (or the metadata was stripped)")], source)

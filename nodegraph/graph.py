@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from types import MappingProxyType
-from typing import Any, Union
+from typing import Any, NamedTuple, Union
 
 from .errors import UsageError
 from .registry import CONTROL_MODES
@@ -127,6 +127,14 @@ NodeRef = Union[str, Node]
 Listener = Callable[[GraphChange], None]
 
 
+class Upstream(NamedTuple):
+    """What :meth:`Graph.upstream` found: the nodes, and the links it followed in the order it
+    followed them."""
+
+    nodes: set[str]
+    links: list[Link]
+
+
 def _ref(ref: NodeRef) -> str:
     return ref.id if isinstance(ref, Node) else ref
 
@@ -139,6 +147,25 @@ def _put(fields: dict[str, Any], key: str, value: Any) -> Any:
     else:
         fields[key] = value
     return old
+
+
+def _acyclic(nodes: set[str], edges: list[tuple[str, str]]) -> bool:
+    """Kahn's algorithm: whether every node can be ordered (the common case, without networkx)."""
+    indegree = dict.fromkeys(nodes, 0)
+    successors: dict[str, list[str]] = {}
+    for src, dst in edges:
+        indegree[dst] += 1
+        successors.setdefault(src, []).append(dst)
+    ready = [n for n, d in indegree.items() if d == 0]
+    ordered = 0
+    while ready:
+        n = ready.pop()
+        ordered += 1
+        for m in successors.get(n, ()):
+            indegree[m] -= 1
+            if indegree[m] == 0:
+                ready.append(m)
+    return ordered == len(indegree)
 
 
 class Graph:
@@ -205,6 +232,46 @@ class Graph:
 
     def __contains__(self, ref: object) -> bool:
         return isinstance(ref, (str, Node)) and _ref(ref) in self._nodes
+
+    # -- reachability ----------------------------------------------------------------------
+    def upstream(self, refs: Iterable[NodeRef], *,
+                 through: Callable[[Node], bool] | None = None) -> Upstream:
+        """The given nodes and every node they depend on through links, and the links followed.
+
+        Links from nodes that do not exist are not followed, nor links from a node that
+        ``through`` rejects (e.g. a muted node, for what a run needs). Whether linking ``a`` into
+        ``b`` would close a cycle: ``b in graph.upstream([a]).nodes``.
+        """
+        nodes, ins = self._nodes, self._in
+        found: set[str] = set()
+        followed: list[Link] = []
+        stack = [nid for nid in map(_ref, refs) if nid in nodes]
+        while stack:
+            nid = stack.pop()
+            if nid in found:
+                continue
+            found.add(nid)
+            for link in ins.get(nid, {}).values():
+                src = nodes.get(link.src)
+                if src is not None and (through is None or through(src)):
+                    followed.append(link)
+                    if link.src not in found:
+                        stack.append(link.src)
+        return Upstream(found, followed)
+
+    def cycles(self, node_ids: Iterable[str] | None = None) -> list[list[str]]:
+        """The cycles among ``node_ids`` (default: all nodes), through the links between them: each
+        is the ids of nodes that all depend on each other (sorted, cycles by their first id)."""
+        among = set(self._nodes) if node_ids is None else set(node_ids)
+        edges = [(lk.src, lk.dst) for lk in self._links.values() if lk.src in among and lk.dst in among]
+        if _acyclic(among, edges):
+            return []
+        import networkx as nx
+
+        dag = nx.DiGraph(edges)
+        found = [sorted(c, key=id_sort_key) for c in nx.strongly_connected_components(dag)
+                 if len(c) > 1 or dag.has_edge(next(iter(c)), next(iter(c)))]
+        return sorted(found, key=lambda c: id_sort_key(c[0]))
 
     def __len__(self) -> int:
         return len(self._nodes)

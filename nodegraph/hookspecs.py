@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
-    from .registry import NodeSpec, SocketType
+    from .registry import ModelLocator, NodeSpec, SocketType
 
 PROJECT = "nodegraph"
 hookspec = pluggy.HookspecMarker(PROJECT)
@@ -38,3 +38,12 @@ def nodegraph_register_nodes() -> Iterable[NodeSpec]:
     per pack when packs load. Ids are namespaced as ``<pack>.<id>`` except in the built-in pack.
     If anything in the pack is invalid, none of its nodes are registered and the pack is listed
     as failed (``nodegraph plugins``)."""
+
+
+@hookspec
+def nodegraph_model_locators() -> Iterable[ModelLocator]:
+    """Return functions ``locate(name, options) -> Path | None`` that find the model file a param
+    value names (``"sd15.safetensors"``) in the model folders of a run (``options``: RunOptions), or
+    None. Called once per pack when packs load, after its nodes are registered. Batches hash the
+    files found, so that an item's key changes with the model file; the first locator that finds a
+    file wins."""

@@ -165,80 +165,104 @@ def load_registry(*, builtin: bool = True, entry_points: bool = True,
 
 
 def register_packs(sources: Iterable[PackSource], registry: Registry | None = None) -> Registry:
-    """Import each source, register its hooks, then collect socket types and node types pack by
-    pack. A pack that fails anywhere is recorded (with traceback) and contributes no nodes."""
+    """Import each source, register its hooks, then collect socket types, node types and model
+    locators pack by pack. A pack that fails anywhere is recorded (with traceback) and contributes
+    no nodes."""
     registry = registry if registry is not None else Registry()
     pm = pluggy.PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
-    loaded: list[tuple[PackInfo, Any]] = []
-    sources_by_name: dict[str, str] = {}
-    for src in sources:
-        info = PackInfo(src.name, src.source, src.kind)
-        registry.packs.append(info)
-        if src.skipped:
-            info.status, info.error = "skipped", src.skipped
-            continue
-        if not _PACK_NAME.match(src.name):
-            _failed(info, f"pack name {src.name!r} may only use letters, digits, '_' and '-' "
-                    "(it becomes the prefix of its type ids); rename it")
-            continue
-        if src.name in sources_by_name:
-            _failed(info, f"pack name {src.name!r} is already used by {sources_by_name[src.name]}; "
-                    "remove or rename one of them")
-            continue
-        sources_by_name[src.name] = src.source
-        try:
-            obj = src.load()
-        except (Exception, SystemExit) as exc:
-            _failed(info, f"import failed: {type(exc).__name__}: {exc}", traceback.format_exc())
-            continue
-        try:
-            pm.register(obj, name=src.name)
-            known = _hook_names()
-            unknown = [n for n in dir(obj) if hasattr(getattr(obj, n, None), "nodegraph_impl")
-                       and n not in known]
-            if unknown:
-                pm.unregister(name=src.name)
-                raise RegistryError(f"unknown hook(s) {', '.join(unknown)}; the hooks are "
-                                    + ", ".join(_hook_names()))
-        except Exception as exc:
-            _failed(info, f"registration failed: {exc}", traceback.format_exc())
-            continue
-        loaded.append((info, obj))
-
-    for info, _ in loaded:
-        try:
-            for item in _call(pm, "nodegraph_register_types", info.name):
-                if not isinstance(item, SocketType):
-                    raise RegistryError("nodegraph_register_types must return SocketType objects, "
-                                        f"got {type(item).__name__}")
-                registry.add_type(item)
-                info.socket_types.append(item.name)
-        except Exception as exc:
-            _failed(info, f"nodegraph_register_types failed: {exc}", traceback.format_exc())
-            pm.unregister(name=info.name)
-
-    for info, _ in loaded:
-        if info.status != "loaded":
-            continue
-        try:
-            specs: list[NodeSpec] = []
-            seen: set[str] = set()
-            for item in _call(pm, "nodegraph_register_nodes", info.name):
-                spec = registry.check_node(item, info.name)
-                if spec.type_id in seen:
-                    raise RegistryError(f"node type {spec.type_id!r} is registered twice by pack "
-                                        f"{info.name!r}")
-                seen.add(spec.type_id)
-                specs.append(spec)
-        except Exception as exc:
-            _failed(info, f"nodegraph_register_nodes failed: {exc}", traceback.format_exc())
-            pm.unregister(name=info.name)
-            continue
-        for spec in specs:
-            registry.nodes[spec.type_id] = spec
-            info.node_types.append(spec.type_id)
+    claimed: dict[str, str] = {}  # pack name -> the source that has it
+    loaded = [info for src in sources
+              if (info := _import_pack(src, registry, pm, claimed)) is not None]
+    for info in loaded:
+        _register_types(pm, registry, info)
+    for info in loaded:
+        if info.status == "loaded":
+            _register_nodes(pm, registry, info)
     return registry
+
+
+def _import_pack(src: PackSource, registry: Registry, pm: pluggy.PluginManager,
+                 claimed: dict[str, str]) -> PackInfo | None:
+    """Import one pack and register its hook implementations; None if it failed (recorded)."""
+    info = PackInfo(src.name, src.source, src.kind)
+    registry.packs.append(info)
+    if src.skipped:
+        info.status, info.error = "skipped", src.skipped
+        return None
+    if not _PACK_NAME.match(src.name):
+        _failed(info, f"pack name {src.name!r} may only use letters, digits, '_' and '-' "
+                "(it becomes the prefix of its type ids); rename it")
+        return None
+    if src.name in claimed:
+        _failed(info, f"pack name {src.name!r} is already used by {claimed[src.name]}; "
+                "remove or rename one of them")
+        return None
+    claimed[src.name] = src.source
+    try:
+        obj = src.load()
+    except (Exception, SystemExit) as exc:
+        _failed(info, f"import failed: {type(exc).__name__}: {exc}", traceback.format_exc())
+        return None
+    try:
+        pm.register(obj, name=src.name)
+        known = _hook_names()
+        unknown = [n for n in dir(obj) if hasattr(getattr(obj, n, None), "nodegraph_impl")
+                   and n not in known]
+        if unknown:
+            pm.unregister(name=src.name)
+            raise RegistryError(f"unknown hook(s) {', '.join(unknown)}; the hooks are "
+                                + ", ".join(_hook_names()))
+    except Exception as exc:
+        _failed(info, f"registration failed: {exc}", traceback.format_exc())
+        return None
+    return info
+
+
+def _register_types(pm: pluggy.PluginManager, registry: Registry, info: PackInfo) -> None:
+    try:
+        for item in _call(pm, "nodegraph_register_types", info.name):
+            if not isinstance(item, SocketType):
+                raise RegistryError("nodegraph_register_types must return SocketType objects, "
+                                    f"got {type(item).__name__}")
+            registry.add_type(item)
+            info.socket_types.append(item.name)
+    except Exception as exc:
+        _failed(info, f"nodegraph_register_types failed: {exc}", traceback.format_exc())
+        pm.unregister(name=info.name)
+
+
+def _register_nodes(pm: pluggy.PluginManager, registry: Registry, info: PackInfo) -> None:
+    """A pack's node types and model locators, all or (if anything is wrong) none."""
+    hook = "nodegraph_register_nodes"
+    try:
+        specs = _pack_nodes(pm, registry, info.name)
+        hook = "nodegraph_model_locators"
+        locators = _call(pm, hook, info.name)
+        if not all(callable(item) for item in locators):
+            raise RegistryError("nodegraph_model_locators must return functions "
+                                "locate(name, options) -> Path | None")
+    except Exception as exc:
+        _failed(info, f"{hook} failed: {exc}", traceback.format_exc())
+        pm.unregister(name=info.name)
+        return
+    for spec in specs:
+        registry.nodes[spec.type_id] = spec
+        info.node_types.append(spec.type_id)
+    registry.model_locators.extend(locators)
+
+
+def _pack_nodes(pm: pluggy.PluginManager, registry: Registry, pack: str) -> list[NodeSpec]:
+    """One pack's node types, checked (RegistryError if any is invalid or registered twice)."""
+    specs: list[NodeSpec] = []
+    seen: set[str] = set()
+    for item in _call(pm, "nodegraph_register_nodes", pack):
+        spec = registry.check_node(item, pack)
+        if spec.type_id in seen:
+            raise RegistryError(f"node type {spec.type_id!r} is registered twice by pack {pack!r}")
+        seen.add(spec.type_id)
+        specs.append(spec)
+    return specs
 
 
 def _call(pm: pluggy.PluginManager, hook: str, plugin_name: str) -> list[Any]:

@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any, Union
 from .errors import RegistryError, UnknownNodeType
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from .context import RunOptions
 
 INT, FLOAT, STRING, BOOLEAN, COMBO = "INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"
@@ -29,6 +31,10 @@ BUILTIN_PACK = "builtin"
 
 ChoicesProvider = Callable[..., Sequence[Any]]
 """``provider(options: RunOptions) -> list of choices``; called whenever choices are needed."""
+
+ModelLocator = Callable[[str, "RunOptions"], "Path | None"]
+"""``locate(name, options) -> Path | None``: the model file a param value names (the
+``nodegraph_model_locators`` hook)."""
 
 _KIND_WORDS = {
     INT: "a whole number such as 20",
@@ -386,6 +392,7 @@ class NodeSpec:
     pack: str = ""
     # Derived (filled in __post_init__): lookups and calling convention.
     takes_context: bool = field(default=False, init=False, compare=False, repr=False)
+    fingerprint_takes_options: bool = field(default=False, init=False, compare=False, repr=False)
     token: str = field(default="", init=False, compare=False, repr=False)
     param_names: frozenset[str] = field(default=frozenset(), init=False, compare=False, repr=False)
 
@@ -418,6 +425,8 @@ class NodeSpec:
         except (TypeError, ValueError):
             takes = False
         object.__setattr__(self, "takes_context", takes)
+        object.__setattr__(self, "fingerprint_takes_options",
+                           self.fingerprint is not None and _arity(self.fingerprint) >= 2)
         object.__setattr__(self, "token", f"{self.type_id}#{next(_spec_tokens)}")
         object.__setattr__(self, "param_names", frozenset(p.name for p in self.params))
 
@@ -452,6 +461,17 @@ class NodeSpec:
     def default_params(self) -> dict[str, Any]:
         """Every param at its default (what an editor puts on a new node)."""
         return {p.name: p.default for p in self.params}
+
+    def fingerprint_of(self, params: dict[str, Any], options: RunOptions) -> str | None:
+        """The node's fingerprint for ``params`` (defaults filled in): ``fingerprint(params)``, or
+        ``fingerprint(params, options)`` when it takes two arguments (e.g. a model file found through
+        the run's model folders); None for a node without one. Raises what the fingerprint raises."""
+        fn = self.fingerprint
+        if fn is None:
+            return None
+        if self.fingerprint_takes_options:
+            return str(fn(params, options))  # type: ignore[call-arg]
+        return str(fn(params))  # type: ignore[call-arg]
 
     def to_json(self, options: RunOptions | None = None) -> dict[str, Any]:
         return {
@@ -541,6 +561,8 @@ class Registry:
         self.nodes: dict[str, NodeSpec] = {}
         self.packs: list[PackInfo] = []
         """Every pack the loader tried, in load order (failed ones included)."""
+        self.model_locators: list[ModelLocator] = []
+        """What the packs' ``nodegraph_model_locators`` hooks returned, in pack order."""
 
     # -- filling ---------------------------------------------------------------------------
     def add_type(self, socket_type: SocketType) -> SocketType:
@@ -606,6 +628,15 @@ class Registry:
 
     def default_params(self, type_id: str) -> dict[str, Any]:
         return self[type_id].default_params()
+
+    def locate_model(self, name: str, options: RunOptions) -> Path | None:
+        """The model file ``name`` names, as the first of the packs' model locators finds it (None
+        if none does)."""
+        for locate in self.model_locators:
+            path = locate(name, options)
+            if path is not None:
+                return path
+        return None
 
     def pack(self, name: str) -> PackInfo | None:
         """The loaded pack of that name, else a failed one, else None."""

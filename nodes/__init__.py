@@ -11,6 +11,7 @@ import importlib
 from collections.abc import Iterator
 
 from nodegraph import NodeSpec, SocketType, hookimpl
+from nodegraph.registry import ModelLocator
 
 MODULES: tuple[str, ...] = (
     "loaders",
@@ -57,6 +58,13 @@ def nodegraph_register_nodes() -> Iterator[NodeSpec]:
     for name in MODULES:
         module = importlib.import_module(f"{__name__}.{name}")
         yield from module.NODES
+
+
+@hookimpl
+def nodegraph_model_locators() -> list[ModelLocator]:
+    from .runtime import locate_model
+
+    return [locate_model]
 
 
 def builtin_specs() -> dict[str, NodeSpec]:

@@ -13,9 +13,8 @@ from typing import Any
 
 from nodegraph import Float, Int, RunContext, String, node
 
-from .folders import folders_for
 from .loaders import NO_CLIP
-from .runtime import on_device
+from .runtime import model_folders, on_device
 
 MAX_RESOLUTION = 16384
 
@@ -27,7 +26,7 @@ def _encode(clip: Any, ctx: RunContext, tokenize: Any) -> tuple[Any, Any]:
 
     if clip is None:
         raise ValueError(NO_CLIP)
-    library = EmbeddingLibrary(folders_for(ctx.options.models_dirs))
+    library = EmbeddingLibrary(model_folders(ctx.options))
     with on_device(ctx.options, *clip.models.values()):
         context, pooled = clip.encode_tokens(tokenize(clip, library))
     if library.missing:

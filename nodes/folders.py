@@ -21,12 +21,14 @@ Listings are cached per category and refreshed when a folder's modification time
 from __future__ import annotations
 
 import difflib
+import functools
 import os
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+from typing import Callable, Iterable, Mapping, Sequence
 
 from nodegraph.errors import NodeError
 
@@ -301,6 +303,25 @@ class ModelFolders:
         raise ModelNotFound(category, str(name), folders, _closest_first(str(name), found), hint)
 
 
+    def locate(self, name: str) -> Path | None:
+        """The file ``name`` names in any category — those NodeGraph knows, then the other
+        sub-folders of the roots — or None (how a batch finds the model files a graph names)."""
+        for category in self.categories():
+            try:
+                return self.find(category, name)
+            except (ModelNotFound, ValueError):
+                continue
+        return None
+
+    def categories(self) -> list[str]:
+        """The categories NodeGraph knows, then the other sub-folders of the roots (sorted)."""
+        found = list(CATEGORIES)
+        for root in self.roots():
+            if root.is_dir():
+                found += sorted(p.name for p in root.iterdir()
+                                if p.is_dir() and p.name not in found and not p.name.startswith("."))
+        return found
+
     def find_anywhere(self, category: str, name: str, suffixes: Sequence[str] = ()) -> Path | None:
         """The file of ``category`` named ``name`` or ``name`` + one of ``suffixes``, directly in one of
         its folders or in any sub-folder (how ComfyUI looks up embeddings), or None. The shallowest
@@ -432,18 +453,31 @@ def find_model(category: str, name: str) -> Path:
     return default_folders().find(category, name)
 
 
-_by_roots: dict[tuple[str, ...], ModelFolders] = {}
+class FoldersCache:
+    """The model folders of runs by their extra roots (``RunOptions.models_dirs``), each kept with its
+    cached listings; the ``size`` most recently used lists of roots are kept (a session owns one)."""
+
+    def __init__(self, size: int = 16):
+        self.size = size
+        self._by_roots: OrderedDict[tuple[str, ...], ModelFolders] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def folders(self, models_dirs: Sequence[str | os.PathLike[str]] = ()) -> ModelFolders:
+        """``models_dirs`` searched first, then everything ``default_folders()`` searches; without
+        ``models_dirs`` this is ``default_folders()``."""
+        if not models_dirs:
+            return default_folders()
+        key = tuple(os.path.abspath(os.fspath(d)) for d in models_dirs)
+        with self._lock:
+            folders = self._by_roots.pop(key, None) or ModelFolders(key)
+            self._by_roots[key] = folders
+            while len(self._by_roots) > self.size:
+                self._by_roots.popitem(last=False)
+            return folders
 
 
-def folders_for(models_dirs: Sequence[str | os.PathLike[str]] = ()) -> ModelFolders:
-    """The model folders of a run: ``models_dirs`` (``RunOptions.models_dirs``, i.e. ``--models``) searched
-    first, then everything ``default_folders()`` searches. Without ``models_dirs`` this is
-    ``default_folders()``; otherwise one cached ``ModelFolders`` per distinct list of roots."""
-    if not models_dirs:
-        return default_folders()
-    key = tuple(os.path.abspath(os.fspath(d)) for d in models_dirs)
-    with _default_lock:
-        folders = _by_roots.get(key)
-        if folders is None:
-            folders = _by_roots[key] = ModelFolders(key)
-        return folders
+def folder_resolver(models_dirs: Sequence[str | os.PathLike[str]] = ()) -> Callable[[str], Path | None]:
+    """``name -> Path | None``: :meth:`ModelFolders.locate` in the folders ``models_dirs`` adds to
+    the default ones, each name looked up once."""
+    folders = ModelFolders(models_dirs)
+    return functools.lru_cache(maxsize=None)(folders.locate)

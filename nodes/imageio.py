@@ -32,6 +32,7 @@ from PIL import Image, ImageOps, ImageSequence, PngImagePlugin
 
 from nodegraph.errors import NodeError, WriteError
 from nodegraph.fileio import fsync_dir, give_usual_mode, writing
+from nodegraph.format import read_image_chunks
 
 if TYPE_CHECKING:
     import torch
@@ -356,29 +357,12 @@ def read_graph_from_png(path: str | os.PathLike[str]) -> dict[str, str]:
     """The graph chunks an image carries, as raw JSON text keyed ``nodegraph`` / ``prompt`` / ``workflow``
     (only those present).
 
-    Reads PNG text chunks (tEXt, zTXt, iTXt), and the EXIF of ComfyUI's WebP files, where
-    SaveAnimatedWEBP stores ``"prompt:{json}"`` in tag 0x0110 (Model) and ``"workflow:{json}"`` in
-    0x010f (Make), further keys in 0x010e, 0x010d, ...
+    Reads PNG text chunks and the EXIF of ComfyUI's WebP files (see
+    ``nodegraph.format.read_image_chunks``, which this wraps with the errors of this module).
     """
     path = Path(path)
-    found: dict[str, str] = {}
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
-                text = {k: v for k, v in img.info.items() if isinstance(v, str)}
-                if img.format == "PNG" and not any(k in text for k in GRAPH_CHUNKS):
-                    text = dict(getattr(img, "text", {}))  # chunks after the image data need a full read
-                for key in GRAPH_CHUNKS:
-                    if key in text:
-                        found[key] = str(text[key])
-                for value in img.getexif().values():
-                    if isinstance(value, bytes):
-                        value = value.decode("utf-8", "replace")
-                    if isinstance(value, str) and ":" in value:
-                        key, _, rest = value.partition(":")
-                        if key in GRAPH_CHUNKS and key not in found:
-                            found[key] = rest.rstrip("\x00")
+        return read_image_chunks(path, GRAPH_CHUNKS)
     except FileNotFoundError as exc:
         raise ImageLoadError(f"{path}: no such file.") from exc
     except Image.DecompressionBombError as exc:
@@ -386,7 +370,6 @@ def read_graph_from_png(path: str | os.PathLike[str]) -> dict[str, str]:
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
         raise ImageLoadError(f"{path}: cannot read it as an image ({exc}). Is it a PNG or WebP file that NodeGraph "
                              f"or ComfyUI saved?") from exc
-    return found
 
 
 # -- loading --------------------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 (ComfyUI's names and params).
 
 Model files are found in the run's model folders (``--models``, ``NODEGRAPH_MODELS``, the user's
-folders; see nodes/folders.py) and loaded once through nodes/sd/memory.py's ModelManager, in the
+folders; see nodes/folders.py) and loaded once through the session's ModelManager (nodes/runtime.py), in the
 precision the run's ``--dtype`` resolves to. The MODEL, CLIP and VAE values are the loaded objects
 themselves (a ``DiffusionModel``, an ``SDTextEncoder``, a ``VAE``), shared by every graph that loads
 the same file with the same settings.
@@ -14,7 +14,7 @@ from typing import Any
 from nodegraph import Float, Int, RunContext, node
 from nodegraph.errors import Absent
 
-from .runtime import dtype_choice, find_model, manager, model_fingerprint, model_param
+from .runtime import dtype_choice, find_model, load_checkpoint, load_vae, model_fingerprint, model_param
 
 NO_CLIP = ("the clip input is empty: the checkpoint has no text encoder. Load a checkpoint that "
            "includes one, or connect another CLIP.")
@@ -36,20 +36,19 @@ def checkpoint_loader_simple(ckpt_name: str, ctx: RunContext) -> tuple[Any, Any,
     precision (``--dtype``; ``auto`` picks bf16 on CPUs with fast bf16 units) is recorded in the
     node's result as ``dtype``.
     """
-    path = find_model(ctx.options, "checkpoints", ckpt_name)
     choice = dtype_choice(ctx.options)
-    loaded = manager(ctx.options).load_checkpoint(path, dtype=choice)
+    loaded = load_checkpoint(ctx, ckpt_name, choice)
     from nodes.sd.checkpoint import describe
 
     info = describe(loaded)
     ctx.ui["dtype"] = choice.summary
     ctx.ui["model"] = info
-    ctx.log.info("%s: %s %s-prediction checkpoint, %s", path.name, info["family"], info["prediction"],
+    ctx.log.info("%s: %s %s-prediction checkpoint, %s", loaded.path.name, info["family"], info["prediction"],
                  choice.summary)
     clip = loaded.text_encoder if loaded.text_encoder is not None else _absent(
-        "text encoder", path, "load a checkpoint that includes one, or connect another CLIP")
+        "text encoder", loaded.path, "load a checkpoint that includes one, or connect another CLIP")
     vae = loaded.vae if loaded.vae is not None else _absent(
-        "VAE", path, "load a VAE file with Load VAE (VAELoader) and connect it instead")
+        "VAE", loaded.path, "load a VAE file with Load VAE (VAELoader) and connect it instead")
     return loaded.model, clip, vae
 
 
@@ -59,9 +58,7 @@ def checkpoint_loader_simple(ckpt_name: str, ctx: RunContext) -> tuple[Any, Any,
 def vae_loader(vae_name: str, ctx: RunContext) -> Any:
     """Load a standalone VAE file (e.g. ``vae-ft-mse-840000`` or ``sdxl_vae``), to use instead of a
     checkpoint's own VAE."""
-    path = find_model(ctx.options, "vae", vae_name)
-    choice = dtype_choice(ctx.options)
-    return manager(ctx.options).load_vae(path, dtype=choice.vae)
+    return load_vae(ctx, vae_name, dtype_choice(ctx.options).vae)
 
 
 @node("CLIPSetLastLayer", display_name="CLIP Set Last Layer", category="conditioning",

@@ -9,7 +9,7 @@ from typing import Any
 
 from nodegraph import RunContext, node
 
-from .runtime import find_model, manager, model_fingerprint, model_param, on_device
+from .runtime import load_model, model_fingerprint, model_file, model_param, on_device
 
 TILE = 512
 OVERLAP = 32
@@ -23,9 +23,9 @@ def upscale_model_loader(model_name: str, ctx: RunContext) -> Any:
     """Load an image upscale model; its architecture and scale are read from the weights."""
     from nodes.sd.upscale import load_upscale_model
 
-    path = find_model(ctx.options, "upscale_models", model_name)
-    model = manager(ctx.options).load(path, lambda: load_upscale_model(path), "upscale_model")
-    ctx.ui["model"] = {"file": str(path), "architecture": model.name, "scale": model.scale}
+    file = model_file(ctx.options, "upscale_models", model_name)
+    model = load_model(ctx, file, load_upscale_model, "upscale_model")
+    ctx.ui["model"] = {"file": str(file.path), "architecture": model.name, "scale": model.scale}
     return model
 
 

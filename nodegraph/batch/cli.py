@@ -67,7 +67,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 
 
 def cmd_batch(args: argparse.Namespace) -> int:
-    from ..api import Session
+    from ..session import Session
     from ..context import RunOptions
     from . import run_batch
     from .progress import JsonProgress, TextProgress

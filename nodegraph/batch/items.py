@@ -7,8 +7,9 @@ does not (positions, sizes, colours, titles, groups, meta), so moving a node in 
 the keys; editing a param, upgrading NodeGraph or replacing a model file changes them.
 
 Model files are found the way nodes find them: every text param value that ends in a model
-extension (``.safetensors``, ``.ckpt``, …) is looked up in the model folders of every category;
-the first file found is the one hashed. Hashing a multi-GB file takes seconds, so hashes are
+extension (``.safetensors``, ``.ckpt``, …) is looked up by the node packs' model locators (the
+``nodegraph_model_locators`` hook; the built-in pack's looks in the model folders of every
+category); the first file found is the one hashed. Hashing a multi-GB file takes seconds, so hashes are
 cached by (path, size, modification time) in memory and, optionally, in a JSON file, and a
 batch hashes each file once, not once per item.
 """
@@ -20,13 +21,15 @@ import json
 import os
 import tempfile
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .. import format as graph_format
+from ..context import RunOptions
 from ..graph import Graph
+from ..registry import Registry
 from .sweeps import Override
 
 KEY_LENGTH = 16
@@ -118,30 +121,14 @@ def model_names(canon: dict[str, Any]) -> list[str]:
 
 
 # -- model files --------------------------------------------------------------------------------
-def folder_resolver(models_dirs: Sequence[str | os.PathLike[str]] = ()) -> ModelResolver:
-    """Find model files in the model folders the node pack uses (``nodes.folders``), trying every
-    category with a folder; values that name no file resolve to None."""
-    try:
-        from nodes import folders as model_folders
-    except ImportError:  # the engine without the built-in pack
-        return lambda name: None
-    mf = model_folders.folders_for(models_dirs)
-    categories: list[str] = list(model_folders.CATEGORIES)
-    for root in mf.roots():
-        if root.is_dir():
-            categories += sorted(p.name for p in root.iterdir()
-                                 if p.is_dir() and p.name not in categories and not p.name.startswith("."))
+def model_resolver(registry: Registry, options: RunOptions) -> ModelResolver:
+    """Find model files as the node packs find them (their ``nodegraph_model_locators`` hook, in the
+    run's model folders), each name looked up once; values that name no file resolve to None."""
     memo: dict[str, Path | None] = {}
 
     def resolve(name: str) -> Path | None:
         if name not in memo:
-            memo[name] = None
-            for category in categories:
-                try:
-                    memo[name] = mf.find(category, name)
-                    break
-                except (FileNotFoundError, ValueError):
-                    continue
+            memo[name] = registry.locate_model(name, options)
         return memo[name]
 
     return resolve

@@ -16,14 +16,14 @@ from typing import Any
 
 from .. import __version__
 from .. import format as graph_format
-from ..api import Session
 from ..context import RunOptions
 from ..errors import GraphValidationError, UsageError
 from ..graph import Graph
+from ..session import Session
 from ..validate import errors as error_problems
 from ..validate import validate
 from .coordinator import MAX_ATTEMPTS, Coordinator, Pool
-from .items import Item, ModelHasher, build_items, default_hash_cache, folder_resolver
+from .items import Item, ModelHasher, build_items, default_hash_cache, model_resolver
 from .manifest import Manifest, manifest_from_folder, open_batch
 from .progress import ProgressTracker, Sink
 from .sweeps import Sweep, check_distinct, expand, parse_sweep
@@ -83,7 +83,7 @@ def plan_batch(graph: Graph | str | os.PathLike[str] | None, sweeps: Iterable[st
                                                              options=session.options)
                   for s in sweeps]
     check_distinct(parsed)
-    resolver = folder_resolver(session.options.models_dirs)
+    resolver = model_resolver(session.registry, session.options)
     items = build_items(graph, expand(parsed), version=__version__, resolve=resolver,
                         hasher=hasher or ModelHasher(default_hash_cache()))
     manifest = Manifest(graph_format.to_data(graph), parsed, items, __version__)

@@ -24,7 +24,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from ..api import parse_assignment
+from ..overrides import parse_assignment
 from ..context import RunOptions
 from ..errors import UsageError
 from ..graph import Graph

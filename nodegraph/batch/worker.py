@@ -9,7 +9,9 @@ returned to the coordinator, which alone writes the batch folder. Models are rea
 worker's own model folders; nothing big travels.
 
 A result is a plain dict: ``{"status": "ok", "outputs": [...], "seconds", "model_loads"}`` or
-``{"status": "error", "kind": "graph" | "oom" | "model_mismatch" | "internal", "error": text}``.
+``{"status": "error", "kind": "graph" | "oom" | "model_mismatch" | "internal", "error": text,
+"model_loads"}``; ``model_loads`` counts the model files this worker has read so far (what its
+runs' stats report: ``RunStats.model_loads``).
 Errors of the graph are returned, never raised, so the coordinator can tell them from a worker
 that died.
 """
@@ -31,23 +33,6 @@ from ..context import RunOptions
 from ..errors import GraphValidationError, NodeExecutionError, UsageError
 from ..graph import id_sort_key
 from .writer import Output
-
-LOAD_COUNTERS: list[Callable[[], int]] = []
-"""Extra model-load counters a node pack may register (the built-in ModelManager is read
-directly); a worker reports their sum as ``model_loads``."""
-
-
-def model_loads() -> int:
-    """Model files this process has loaded so far (ModelManager's count plus LOAD_COUNTERS)."""
-    total = 0
-    memory = sys.modules.get("nodes.sd.memory")
-    manager = getattr(memory, "_MANAGER", None) if memory is not None else None
-    if manager is not None:
-        total += int(manager.stats.loads)
-    for counter in LOAD_COUNTERS:
-        total += int(counter())
-    return total
-
 
 @dataclass
 class WorkerConfig:
@@ -83,7 +68,7 @@ class ItemRunner:
         os.environ.update(config.env)
         set_threads(config.threads)
         from .. import format as graph_format
-        from ..api import Session
+        from ..session import Session
 
         self.config = config
         self.options = RunOptions(device=config.device, dtype=config.dtype,
@@ -98,6 +83,7 @@ class ItemRunner:
         self._resolver: Callable[[str], Path | None] | None = None
         self._hasher: Any = None
         self.items_run = 0
+        self.model_loads = 0  # model files read by this worker's runs
 
     def info(self) -> dict[str, Any]:
         """Who this worker is: process id, host, thread count (for progress and logs)."""
@@ -123,22 +109,28 @@ class ItemRunner:
             self._apply(task.get("overrides") or [])
             set_threads(self.config.threads)
             result = self.session.run(self.graph, out_dir=folder)
+            self.model_loads += result.stats.model_loads
             outputs = _collect(result.ui, folder)
             set_threads(self.config.threads)  # torch may have been imported by this item
         except (NodeExecutionError, GraphValidationError, UsageError) as exc:
-            return {"status": "error", "kind": _error_kind(exc), "error": _describe(exc)}
+            return self._error(_error_kind(exc), _describe(exc), exc)
         except MemoryError as exc:
-            return {"status": "error", "kind": "oom", "error": f"out of memory: {exc}"}
+            return self._error("oom", f"out of memory: {exc}", exc)
         except Exception as exc:  # a bug outside the nodes: report it, do not kill the worker
-            return {"status": "error", "kind": "internal",
-                    "error": f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"}
+            return self._error("internal", f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}", exc)
         finally:
             shutil.rmtree(folder, ignore_errors=True)
         self.items_run += 1
         torch = sys.modules.get("torch")
         return {"status": "ok", "outputs": outputs, "seconds": time.perf_counter() - start,
-                "model_loads": model_loads(),
+                "model_loads": self.model_loads,
                 "threads": torch.get_num_threads() if torch is not None else None}
+
+    def _error(self, kind: str, text: str, exc: BaseException) -> dict[str, Any]:
+        """An error result; the models the failed run read before it stopped are counted too."""
+        stats = getattr(exc, "stats", None)
+        self.model_loads += stats.model_loads if stats is not None else 0
+        return {"status": "error", "kind": kind, "error": text, "model_loads": self.model_loads}
 
     def _apply(self, overrides: list[list[Any]]) -> None:
         """Set this item's overrides; params only an earlier item set go back to the graph's."""
@@ -157,10 +149,10 @@ class ItemRunner:
         """A message if a model file here differs from the one the coordinator hashed."""
         if not expected or not self.config.verify_models:
             return None
-        from .items import ModelHasher, default_hash_cache, folder_resolver
+        from .items import ModelHasher, default_hash_cache, model_resolver
 
         if self._resolver is None:
-            self._resolver = folder_resolver(self.config.models_dirs)
+            self._resolver = model_resolver(self.session.registry, self.options)
             self._hasher = ModelHasher(default_hash_cache())
         for name, sha in sorted(expected.items()):
             path = self._resolver(name)
@@ -188,7 +180,6 @@ def _collect(ui: dict[str, dict[str, Any]], folder: Path) -> list[Output]:
             outputs.append(Output(node_id, element, path.suffix.lower(), path.read_bytes()))
             element += 1
     return outputs
-
 
 
 def _error_kind(exc: BaseException) -> str:

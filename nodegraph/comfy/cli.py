@@ -46,12 +46,11 @@ def add_parsers(sub: Any) -> None:
 
 def cmd_import(args: argparse.Namespace) -> int:
     from .. import format as graph_format
-    from ..api import Session
-    from .detect import open_graph
+    from ..session import Session
 
     session = Session()
     try:
-        opened = open_graph(args.file, lambda: session.registry.nodes)
+        opened = session.open_graph(args.file)
     except GraphLoadError as exc:
         _problems(args.file, exc.problems)
         return EXIT_INVALID
@@ -70,7 +69,7 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from ..api import Session
+    from ..session import Session
     from .export import export_prompt
 
     session = Session()

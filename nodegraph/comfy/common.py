@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Union
 
-from ..errors import GraphLoadError, Problem
+from ..errors import GraphLoadError, Problem, UsageError
 from ..graph import Graph, Node
 from ..registry import INT, NodeSpec, ParamSpec
 
@@ -56,11 +56,10 @@ def takes_control_value(param: ParamSpec) -> bool:
 
 
 def resolve_specs(specs: SpecsArg) -> Mapping[str, NodeSpec]:
-    """The node specs to map ComfyUI types onto: given, computed, or the default session's registry."""
+    """The node specs to map ComfyUI types onto: given, or computed by the function given."""
     if specs is None:
-        from ..api import default_session
-
-        return default_session().registry.nodes
+        raise UsageError("importing ComfyUI data needs the node specs its types map onto: pass a "
+                         "registry's nodes (api.load and Session.load pass their registry's)")
     if callable(specs):
         return specs()
     return specs
@@ -157,4 +156,3 @@ def kept_inputs(node: Node) -> dict[str, Any]:
         return {}
     inputs = data.get("inputs")
     return dict(inputs) if isinstance(inputs, dict) else {}
-

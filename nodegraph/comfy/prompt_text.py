@@ -12,6 +12,7 @@ import re
 from typing import Any
 
 from ..graph import Graph, id_sort_key
+from ..prompt_weights import parse_prompt_weights
 from .common import PROMPT_PARAMS
 
 _UNESCAPED = re.compile(r"(?<!\\)[\[\]]")
@@ -31,10 +32,6 @@ def unescape_brackets(text: str) -> str:
 def to_comfy_text(text: str) -> str:
     """NodeGraph prompt text → ComfyUI prompt text that ComfyUI weighs the same."""
     if not _UNESCAPED.search(text):
-        return unescape_brackets(text)
-    try:
-        from nodes.sd.prompt_weights import parse_prompt_weights
-    except ImportError:  # the built-in pack is not installed: nothing reads the weights here anyway
         return unescape_brackets(text)
     ours = _merged(parse_prompt_weights(text, square_brackets=True))
     plain = unescape_brackets(text)

@@ -1,11 +1,11 @@
 """The one place the server meets the engine and the built-in node pack.
 
 Everything ``nodegraph serve`` needs from outside ``nodegraph/server`` goes through :class:`Engine`:
-the session (registry, executor with the process-wide output cache, run options), the run queue
-and history, the folders it serves (input, output, and the temporary folder PreviewImage writes
-to), the model folders it lists, freeing memory and describing the device. The node pack is
-reached lazily and optionally (the server runs with any registry, e.g. the tests' torch-free one);
-when the engine grows a session object that owns these things, this module is what changes.
+the session (registry, executor with its output cache, the resources the node packs keep — loaded
+models, model-folder listings —, run options), the run queue and history, the folders it serves
+(input, output, and the temporary folder PreviewImage writes to), the model folders it lists,
+freeing memory and describing the device. The node pack is reached lazily and optionally (the
+server runs with any registry, e.g. the tests' torch-free one).
 """
 from __future__ import annotations
 
@@ -95,9 +95,9 @@ class Engine:
         """The files of a model category in the run's model folders; None for an unknown category."""
         if category not in self.model_categories():
             return None
-        from nodes.folders import folders_for
+        from nodes.runtime import model_folders
 
-        return folders_for(self.options.models_dirs).list(category)
+        return model_folders(self.session.options).list(category)
 
     # -- memory ----------------------------------------------------------------------------
     def free(self) -> None:
@@ -107,9 +107,7 @@ class Engine:
 
     def _free_now(self) -> None:
         self.session.executor.cache.clear()
-        memory = sys.modules.get("nodes.sd.memory")  # no models were loaded unless it was imported
-        if memory is not None:
-            memory.get_manager().free()
+        self.session.resources.clear()  # the packs' loaded models and listings, made again on demand
         gc.collect()
         torch = sys.modules.get("torch")
         if torch is not None and torch.cuda.is_available():

@@ -16,6 +16,8 @@ import torch
 from torch import nn
 
 from .model_sampling import ModelSamplingDiscrete
+from .unet import sdxl_adm, sdxl_refiner_adm
+from .vae import latent_scale
 
 AdmFn = Callable[[dict, int, torch.device, torch.dtype], Optional[torch.Tensor]]
 
@@ -29,7 +31,7 @@ class DiffusionModel:
         unet: module with LDM's forward signature `unet(x, timesteps, context=..., y=...)`.
         model_sampling: the noise schedule and prediction type (`ModelSamplingDiscrete`).
         family: "sd1", "sd2", "sdxl" or "sdxl_refiner" (picks the preview projection).
-        latent_scale: VAE latent scale factor (0.18215 for SD1/SD2, 0.13025 for SDXL).
+        latent_scale: VAE latent scale factor (``vae.latent_scale(family)``).
         adm_fn: for models with a class/size embedding (SDXL), `adm_fn(cond, batch, device, dtype)`
             returning `y` [batch, adm_channels] from one conditioning dict ("pooled_output", "width",
             "height", "crop_w", "crop_h", "target_width", "target_height", "aesthetic_score", …).
@@ -93,10 +95,11 @@ class DiffusionModel:
 
     @classmethod
     def for_family(cls, unet: nn.Module, family: str, prediction: str = "eps") -> "DiffusionModel":
-        """The usual wiring for a family: SD's discrete schedule, its latent scale, SDXL's adm_fn."""
-        scale = 0.13025 if family.startswith("sdxl") else 0.18215
-        adm = {"sdxl": sdxl_adm_fn(refiner=False), "sdxl_refiner": sdxl_adm_fn(refiner=True)}.get(family)
-        return cls(unet, ModelSamplingDiscrete(prediction), family, scale, adm_fn=adm)  # type: ignore[arg-type]
+        """How a family is wired — the one place, for loaded checkpoints as for tests and benches: SD's
+        discrete schedule with ``prediction`` ("eps" or "v"), the family's latent scale
+        (``vae.latent_scale``) and, for SDXL and its refiner, their size conditioning (``sdxl_adm_fn``)."""
+        adm = sdxl_adm_fn(refiner=family == "sdxl_refiner") if family.startswith("sdxl") else None
+        return cls(unet, ModelSamplingDiscrete(prediction), family, latent_scale(family), adm_fn=adm)
 
     def encode_adm(self, cond: dict, batch: int, device: torch.device | str, dtype: torch.dtype) -> torch.Tensor | None:
         """The U-Net's `y` input [batch, adm] for one conditioning dict, or None for models without one."""
@@ -111,23 +114,24 @@ class DiffusionModel:
 
 
 def sdxl_adm_fn(refiner: bool = False) -> AdmFn:
-    """An `adm_fn` for SDXL (or its refiner) reading ComfyUI's conditioning keys.
+    """An `adm_fn` for SDXL (or its refiner) reading ComfyUI's conditioning keys, with ComfyUI's defaults.
 
-    Base: pooled_output, width, height, crop_w, crop_h, target_width, target_height (targets default
-    to width/height, crops to 0). Refiner: pooled_output, width, height, crop_w, crop_h,
-    aesthetic_score (default 6, or 2.5 for the negative prompt, as ComfyUI). The embedding itself is
-    `unet.sdxl_adm` / `unet.sdxl_refiner_adm`.
+    Base: pooled_output, width, height (default 768), crop_w, crop_h (default 0), target_width,
+    target_height (default: width/height). Refiner: pooled_output, width, height, crop_w, crop_h,
+    aesthetic_score (default 6, or 2.5 for a conditioning marked ``prompt_type: "negative"``). A
+    pooled output of another batch size than asked for gives its first row to every item. The
+    embedding itself is `unet.sdxl_adm` / `unet.sdxl_refiner_adm`.
     """
 
     def adm(cond: dict, batch: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-        from .unet import sdxl_adm, sdxl_refiner_adm
-
         pooled = cond.get("pooled_output")
         if pooled is None:
             raise ValueError("SDXL conditioning has no 'pooled_output': encode the prompt with the SDXL "
                              "checkpoint's CLIP (CLIPTextEncode), which adds it")
         pooled = pooled.to(device=device, dtype=torch.float32)
-        width, height = cond["width"], cond["height"]
+        if pooled.shape[0] != batch:
+            pooled = pooled[:1].expand(batch, -1)
+        width, height = cond.get("width", 768), cond.get("height", 768)
         crop_w, crop_h = cond.get("crop_w", 0), cond.get("crop_h", 0)
         if refiner:
             default_score = 2.5 if cond.get("prompt_type") == "negative" else 6.0

@@ -30,6 +30,7 @@ from nodegraph.errors import NodeError
 import torch
 
 from nodes.folders import ModelFolders
+from nodes.sd.files import CheckpointError, load_pickle, read_state_dict
 
 CATEGORY = "embeddings"
 PREFIX = "embedding:"
@@ -53,8 +54,6 @@ def read_embedding(path: Path, key: str | None) -> torch.Tensor:
 
 def load_embedding_file(path: Path) -> object:
     """What an embedding file holds (a dict of tensors, or A1111's nested dict); EmbeddingError if unreadable."""
-    from nodes.sd.checkpoint import CheckpointError, load_pickle, read_state_dict
-
     try:
         if path.suffix.lower() == ".safetensors":
             return read_state_dict(path)[0]

@@ -1,13 +1,14 @@
-"""Where models compute and in which precision, and keeping their weights loaded.
+"""Where models compute, in which precision, and which of them stay resident — nothing about how
+a model is read or built (that is :mod:`nodes.sd.checkpoint`).
 
 - ``choose_device("auto")``: CUDA, then Apple MPS, then the CPU (or the one asked for).
 - ``choose_dtype("auto", device)``: the precision policy (see its docstring) as a ``DtypeChoice``
   whose ``summary`` the run summary prints.
-- ``ModelManager``: the process-wide owner of model weights. ``load_checkpoint`` returns the same
-  loaded models for the same file (path, size, modification time, dtype) and counts real loads;
+- ``ModelMemory``: keeps loaded models resident. ``load(path, loader, *key)`` returns the same
+  object for the same file (path, size, modification time) and key, and counts real loads;
   ``use(*modules)`` puts modules on the compute device for the duration of a ``with`` block,
   offloading the least recently used others to CPU RAM first when the device is short of memory;
-  ``free`` drops models.
+  ``free`` drops models. A session owns one (``nodes.runtime.manager``).
 """
 from __future__ import annotations
 
@@ -254,7 +255,7 @@ def file_identity(path: str | os.PathLike) -> tuple[str, int, int]:
 
 
 @dataclass
-class ModelManager:
+class ModelMemory:
     """Keeps loaded models resident and decides what sits on the compute device.
 
     ``device`` is where models compute (default ``choose_device()``), ``offload_device`` where they
@@ -279,11 +280,15 @@ class ModelManager:
         self._lock = threading.RLock()
 
     # -- loading ------------------------------------------------------------------------------
-    def load(self, path: str | os.PathLike, loader: Callable[[], T], *key_parts: Hashable) -> T:
+    def load(self, path: str | os.PathLike, loader: Callable[[], T], *key_parts: Hashable,
+             identity: tuple[str, int, int] | None = None, on_load: Callable[[], None] | None = None) -> T:
         """``loader()``'s result for ``path``, loaded once: later calls with the same file (same
-        path, size and mtime) and ``key_parts`` return the same object. A changed file reloads."""
+        path, size and mtime) and ``key_parts`` return the same object. A changed file reloads.
+
+        ``identity``: the file's :func:`file_identity` when the caller already has it; ``on_load``
+        is called after a real load (not when the object is reused)."""
         tune_cpu_allocator()
-        ident = file_identity(path)
+        ident = identity if identity is not None else file_identity(path)
         key = (ident[0], *key_parts)
         with self._lock:
             entry = self._entries.get(key)
@@ -298,30 +303,9 @@ class ModelManager:
             self.stats.load_seconds += time.perf_counter() - start
             self.stats.loads += 1
             self._entries[key] = _Entry(value, ident, _value_bytes(value))
-            return value
-
-    def load_checkpoint(self, path: str | os.PathLike, *, dtype: DtypeChoice | torch.dtype | None = None,
-                        prediction: str | None = None):
-        """A ``LoadedCheckpoint`` for ``path`` (see ``nodes.sd.checkpoint.load_checkpoint``), reused
-        while the file is unchanged. ``dtype`` None keeps the file's dtype."""
-        from nodes.sd.checkpoint import load_checkpoint
-
-        if isinstance(dtype, DtypeChoice):
-            dtypes = (dtype.unet, dtype.vae, dtype.text)
-        else:
-            dtypes = (dtype, dtype, dtype)
-
-        def loader():
-            return load_checkpoint(path, dtype=dtypes[0], vae_dtype=dtypes[1], text_dtype=dtypes[2],
-                                   device=self.offload_device, prediction=prediction)
-
-        return self.load(path, loader, "checkpoint", dtypes, prediction)
-
-    def load_vae(self, path: str | os.PathLike, *, dtype: torch.dtype | None = None):
-        """A standalone VAE file (see ``nodes.sd.checkpoint.load_vae``), reused while unchanged."""
-        from nodes.sd.checkpoint import load_vae
-
-        return self.load(path, lambda: load_vae(path, dtype=dtype, device=self.offload_device), "vae", dtype)
+        if on_load is not None:
+            on_load()
+        return value
 
     # -- placement ----------------------------------------------------------------------------
     @contextmanager
@@ -436,24 +420,3 @@ def _modules_of(value: Any) -> list[nn.Module]:
 
 def _value_bytes(value: Any) -> int:
     return sum(module_bytes(m) for m in _modules_of(value))
-
-
-_MANAGER: ModelManager | None = None
-_MANAGER_LOCK = threading.Lock()
-
-
-def get_manager() -> ModelManager:
-    """The process-wide ``ModelManager`` (created on first use with the automatic device)."""
-    global _MANAGER
-    with _MANAGER_LOCK:
-        if _MANAGER is None:
-            _MANAGER = ModelManager()
-        return _MANAGER
-
-
-def set_manager(manager: ModelManager | None) -> ModelManager | None:
-    """Replace the process-wide manager (e.g. with another device); returns the previous one."""
-    global _MANAGER
-    with _MANAGER_LOCK:
-        previous, _MANAGER = _MANAGER, manager
-        return previous

@@ -32,7 +32,7 @@ and otherwise with BERT's ``BasicTokenizer`` (which also splits CJK ideographs i
 words); prompts with such characters can tokenise differently there.
 
 Prompts become windows the way ComfyUI's ``SDTokenizer.tokenize_with_weights`` makes them: the
-weighted pieces of :mod:`nodes.sd.prompt_weights` are tokenised one by one; each piece's tokens
+weighted pieces of :mod:`nodegraph.prompt_weights` are tokenised one by one; each piece's tokens
 stay together in one window of ``start + 75 tokens + end`` unless the piece has 8 tokens or more, in
 which case it fills the current window and carries on in the next; the last window is closed
 with the end token and padded to 77 with the model's pad token (49407 for CLIP-L, 0 for OpenCLIP).
@@ -54,7 +54,7 @@ import torch
 from tokenizers import AddedToken, Regex, Tokenizer, normalizers, pre_tokenizers
 from tokenizers.models import BPE
 
-from nodes.sd.prompt_weights import parse_prompt_weights
+from nodegraph.prompt_weights import parse_prompt_weights
 
 VOCAB_PATH = Path(__file__).parent / "data" / "bpe_simple_vocab_16e6.txt.gz"
 VOCAB_SIZE = 49408
@@ -147,7 +147,7 @@ class ClipTokenizer:
                           missing: Callable[[str], None] | None = None) -> list[list[tuple[Token, float]]]:
         """``text`` as ComfyUI's windows of ``(token, weight)``: ``start + up to 75 + end``, the last
         window padded with ``pad_token`` to ``max_length``. Brackets weigh their tokens
-        (:func:`nodes.sd.prompt_weights.parse_prompt_weights`); special tokens weigh 1.0.
+        (:func:`nodegraph.prompt_weights.parse_prompt_weights`); special tokens weigh 1.0.
 
         ``embeddings`` maps an ``embedding:name`` to its vectors ``[n, width]`` (None: no such file,
         reported through ``missing``); each vector is then one token, a 1-D tensor.

@@ -5,7 +5,8 @@ import os
 from pathlib import Path
 
 from nodegraph.batch.items import (ModelHasher, apply_overrides, build_items, canonical_graph,
-                                   folder_resolver, item_key)
+                                   item_key)
+from nodes.folders import folder_resolver
 
 from .conftest import blob_graph
 

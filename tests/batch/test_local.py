@@ -89,7 +89,11 @@ def test_a_killed_worker_loses_nothing_and_is_replaced(sd_session, tmp_path, sd_
     assert killed
     assert result.complete and result.retries == 1 and result.replacements == 1
     assert contents(tmp_path / "out") == sd_reference
-    assert result.model_loads == result.workers_started == 3
+    assert result.workers_started == 3
+    # One model load per worker that ran an item (the replacement may start after the other worker
+    # has done the rest: then it loads nothing).
+    ran = {r["worker"] for r in read_jsonl(tmp_path / "out" / "results.jsonl")}
+    assert result.model_loads == len(ran) and len(ran) >= 2, (result.model_loads, sorted(ran))
     assert leftovers(tmp_path / "out") == []
     assert wait_gone(list(pids.values()))
 

@@ -123,10 +123,14 @@ def test_a_killed_node_loses_no_item_and_writes_no_duplicate(cluster, sd_session
     assert result.complete and not result.failed
     assert result.retries == 1 and result.replacements == 1
     assert contents(tmp_path / "out") == sd_reference
-    assert result.model_loads == result.workers_started == 3
+    assert result.workers_started == 3
     assert leftovers(tmp_path / "out") == []
     records = list(read_jsonl(tmp_path / "out" / "results.jsonl"))
     assert sorted(r["index"] for r in records) == list(range(8))
+    # The model loads once per worker that runs an item. Whether the replacement runs one depends
+    # on how soon Ray starts it: the other worker may finish the rest first (then it loads nothing).
+    ran = {r["worker"] for r in records}
+    assert result.model_loads == len(ran) and len(ran) >= 2, (result.model_loads, sorted(ran))
 
 
 def test_a_killed_coordinator_resumes_to_exactly_every_output(cluster, sd_session, sd_models,

@@ -10,7 +10,7 @@ from PIL import Image, PngImagePlugin
 
 from nodegraph import GraphLoadError
 from nodegraph.api import Session
-from nodegraph.comfy.detect import NODEGRAPH, PROMPT, WORKFLOW, detect, open_graph
+from nodegraph.opening import NODEGRAPH, PROMPT, WORKFLOW, detect, open_graph
 from nodegraph.format import dumps, loads
 
 PROMPT_DATA = fixture("comfyui_basic_api_example.json")

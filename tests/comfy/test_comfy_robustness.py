@@ -10,7 +10,7 @@ import pytest
 from comfykit import fixture, template
 
 from nodegraph import GraphLoadError
-from nodegraph.comfy.detect import from_data
+from nodegraph.opening import from_data
 from nodegraph.comfy.export import UnmappedNodesError, export_prompt
 from nodegraph.format import dumps, loads
 

@@ -77,7 +77,7 @@ def test_comfyui_prompt_text_survives_escaping_and_export(text):
 
 
 def test_escaped_text_reads_here_as_comfyui_reads_the_original():
-    from nodes.sd.prompt_weights import parse_prompt_weights
+    from nodegraph.prompt_weights import parse_prompt_weights
 
     for text in ["a [red] fox", "[[x]] (y:1.3) [z", "\\[lit] \\(p\\)"]:
         comfyui_reading = parse_prompt_weights(text, square_brackets=False)
@@ -85,7 +85,7 @@ def test_escaped_text_reads_here_as_comfyui_reads_the_original():
 
 
 def test_square_bracket_weights_written_here_export_as_explicit_weights():
-    from nodes.sd.prompt_weights import parse_prompt_weights
+    from nodegraph.prompt_weights import parse_prompt_weights
 
     text = "a [red] fox, (big:1.2) [[old (grey) coat]] \\[x\\]"
     out = to_comfy_text(text)

@@ -173,3 +173,34 @@ def test_editor_only_edits_leave_the_revision_alone():
 def test_change_kinds_are_their_names():
     assert ChangeKind.PARAM_CHANGED == "param_changed" and str(ChangeKind.LINK_ADDED) == "link_added"
     assert ChangeKind("groups_changed") is ChangeKind.GROUPS_CHANGED
+
+
+def test_upstream_is_every_node_a_node_depends_on_through_links():
+    g = Graph()
+    a, b, c, stray = (g.add_node("Const") for _ in range(4))
+    g.connect(a, "value", b, "x")
+    g.connect(b, "value", c, "x")
+    assert g.upstream([c]).nodes == {a.id, b.id, c.id}
+    assert g.upstream([b]).nodes == {a.id, b.id}
+    assert stray.id not in g.upstream([c]).nodes
+    assert {(lk.src, lk.dst) for lk in g.upstream([c]).links} == {(a.id, b.id), (b.id, c.id)}
+
+
+def test_upstream_does_not_follow_links_from_the_nodes_through_rejects():
+    g = Graph()
+    a, b, c = g.add_node("Const"), g.add_node("Const", mode="muted"), g.add_node("Add")
+    g.connect(a, "value", b, "x")
+    g.connect(b, "value", c, "a")
+    assert g.upstream([c], through=lambda n: n.mode != "muted").nodes == {c.id}
+
+
+def test_cycles_lists_the_nodes_of_each_cycle_and_nothing_for_a_dag():
+    g = Graph()
+    a, b, c, d = (g.add_node("Double") for _ in range(4))
+    g.connect(a, "value", b, "x")
+    g.connect(b, "value", c, "x")
+    assert g.cycles() == []
+    g.connect(c, "value", a, "x")
+    g.connect(d, "value", d, "x")
+    assert g.cycles() == [["1", "2", "3"], ["4"]]
+    assert g.cycles(["1", "2"]) == []

@@ -249,3 +249,47 @@ def test_specs_from_packs_keep_their_function():
 def test_pack_names_must_be_usable_as_id_prefixes(bad):
     reg = load_registry(builtin=False, entry_points=False, folders=[], extra={bad: object()})
     assert reg.packs[0].status == "failed" and "may only use letters" in reg.packs[0].error
+
+
+def test_model_locators_of_every_pack_find_files_first_answer_first(tmp_path):
+    from nodegraph import RunOptions
+
+    (tmp_path / "a.bin").write_bytes(b"a")
+    (tmp_path / "b.bin").write_bytes(b"b")
+
+    def pack(found: dict[str, Path]):
+        class Pack:
+            @hookimpl
+            def nodegraph_model_locators(self):
+                return [lambda name, options: found.get(name)]
+        return Pack()
+
+    reg = load_registry(builtin=False, entry_points=False, folders=[], extra={
+        "first": pack({"a": tmp_path / "a.bin"}), "second": pack({"a": tmp_path / "b.bin",
+                                                                  "b": tmp_path / "b.bin"})})
+    options = RunOptions()
+    assert reg.locate_model("a", options) == tmp_path / "a.bin"
+    assert reg.locate_model("b", options) == tmp_path / "b.bin"
+    assert reg.locate_model("c", options) is None
+
+
+def test_a_pack_whose_model_locators_are_not_functions_fails_and_registers_no_nodes(tmp_path):
+    write_pack(tmp_path, "badloc", GOOD + """
+@hookimpl
+def nodegraph_model_locators():
+    return ["models/"]
+""")
+    reg = load(tmp_path)
+    assert reg.pack("badloc").status == "failed" and "nodegraph_model_locators" in reg.pack("badloc").error
+    assert reg.model_locators == [] and not [t for t in reg.nodes if t.startswith("badloc.")]
+
+
+def test_the_builtin_pack_locates_model_files_in_every_category(tmp_path):
+    from nodegraph import RunOptions
+
+    (tmp_path / "loras").mkdir()
+    (tmp_path / "loras" / "style.safetensors").write_bytes(b"x")
+    reg = load_registry(builtin=True, entry_points=False, folders=[], user=False)
+    options = RunOptions(models_dirs=(tmp_path,))
+    assert reg.locate_model("style.safetensors", options) == tmp_path / "loras" / "style.safetensors"
+    assert reg.locate_model("absent.safetensors", options) is None

@@ -1,10 +1,12 @@
 """Validation collects every problem, each with node id, field, code and a message saying what to do."""
 from __future__ import annotations
 
-from nodegraph import Graph, Registry, RunOptions
+import pytest
+
+from nodegraph import Graph, GraphValidationError, Registry, RunOptions
 from nodegraph.graph import Link
 from nodegraph.registry import Combo, NodeSpec, PackInfo
-from nodegraph.validate import errors, validate, validate_file
+from nodegraph.validate import build_plan, errors, validate, validate_file
 
 
 def sink_of(g: Graph, src, output: str = "value"):
@@ -245,3 +247,22 @@ def test_a_failing_check_of_unlisted_values_is_a_problem_not_a_crash():
     g = Graph()
     g.add_node("M", {"name": "zzz"})
     assert "checker bug" in only(validate(g, reg), "choices_failed").message
+
+
+def test_the_plan_of_a_run_reports_what_validation_reports_for_the_nodes_it_needs(registry):
+    g = Graph()
+    add = g.add_node("Add")
+    g.connect(g.add_node("Const"), "value", add, "a")
+    g.add_link(Link("404", "value", add.id, "b"))
+    sink_of(g, add, "sum")
+    g.add_node("Add")  # not needed by the run: its missing inputs do not stop it
+    with pytest.raises(GraphValidationError) as exc:
+        build_plan(g, registry)
+    assert exc.value.problems == [only(validate(g, registry), "missing_node")]
+
+
+def test_the_plan_lists_the_needed_nodes_sources_first(registry, chain):
+    plan = build_plan(chain, registry)
+    order = list(plan.node_ids)
+    assert all(order.index(lk.src) < order.index(lk.dst) for lk in chain.links if lk.src in order)
+    assert plan.targets == tuple(n.id for n in chain.nodes.values() if n.type == "Sink")

@@ -9,7 +9,7 @@ from nodekit import FakeContext, options_for
 
 from nodes.loaders import checkpoint_loader_simple, clip_set_last_layer, vae_loader
 from nodes.sd.diffusion_model import DiffusionModel
-from nodes.sd.memory import get_manager
+from nodes.runtime import get_manager
 from nodes.sd.text_encoders import SDTextEncoder
 from nodes.sd.vae import VAE
 

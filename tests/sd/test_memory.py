@@ -13,7 +13,9 @@ import torch
 from torch import nn
 
 from nodes.sd import memory
-from nodes.sd.memory import ModelManager, choose_device, choose_dtype, get_manager, module_bytes, set_manager
+from nodes.runtime import get_manager, set_manager
+from nodes.sd.checkpoint import ModelManager
+from nodes.sd.memory import choose_device, choose_dtype, module_bytes
 from nodes.sd.testing import write_random_checkpoint
 
 

@@ -2,7 +2,7 @@
 NODEGRAPH_PLUGIN_PATH, in the test process and in every worker process).
 
 - ``batchtest.LoadBlob`` reads a "model" file from the checkpoints folders; each real read counts
-  as a model load (reported by workers through ``nodegraph.batch.worker.LOAD_COUNTERS``).
+  as a model load (reported through ``ctx.model_loaded()``, as the built-in loaders do).
 - ``batchtest.Render`` turns the model bytes, a seed and a prompt into deterministic RGB pixels;
   it can sleep (to be killed mid-item), fail for one seed (a graph error) or kill its own
   process for one seed (a worker death).
@@ -19,10 +19,6 @@ import time
 from pathlib import Path
 
 from nodegraph import (Combo, Float, Int, RunContext, SocketType, String, hookimpl, node)
-from nodegraph.batch.worker import LOAD_COUNTERS
-
-LOADS = [0]
-LOAD_COUNTERS.append(lambda: LOADS[0])
 
 
 def _checkpoints(options) -> list[str]:
@@ -36,7 +32,7 @@ def _checkpoints(options) -> list[str]:
 def load_blob(ckpt_name: str, ctx: RunContext) -> bytes:
     from nodes.folders import ModelFolders
 
-    LOADS[0] += 1
+    ctx.model_loaded()
     return ModelFolders(ctx.options.models_dirs).find("checkpoints", ckpt_name).read_bytes()
 
 

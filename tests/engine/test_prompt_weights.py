@@ -2,7 +2,7 @@
 
 import pytest
 
-from nodes.sd.prompt_weights import parse_prompt_weights
+from nodegraph.prompt_weights import parse_prompt_weights
 
 
 def weights(text, **kw):
