@@ -91,6 +91,8 @@ def test_validation_problems_highlight_nodes_before_anything_runs(make_window, q
     g = Graph()
     g.add_node(P + "Preview", {}, id="1", pos=(0, 0))  # its images input is not connected
     g.add_node(P + "SolidImage", {"width": 0}, id="2", pos=(0, 200))  # below the minimum
+    g.add_node(P + "Preview", {}, id="3", pos=(300, 200))
+    g.connect("2", "IMAGE", "3", "images")
     win = make_window(g)
     out = run_and_wait(win, qtbot)
     assert out.status == "invalid"
