@@ -17,9 +17,8 @@ from PySide6.QtGui import QAction, QHelpEvent, QKeySequence, QMouseEvent, QPaint
 from PySide6.QtWidgets import QFrame, QGraphicsView, QMenu, QToolTip
 
 from nodegraph.graph import ChangeKind, GraphChange, Node
-from nodegraph.registry import FLOAT, STRING
 
-from . import editors, placement, theme, tips
+from . import editors, inline, placement, theme, tips
 from .clipboard import CanvasClipboard
 from .document import Document
 from .gestures import Gesture
@@ -29,7 +28,7 @@ from .gestures.param import press_param
 from .gestures.resize import GroupResize
 from .gestures.wire import WireGesture
 from .items.group import GroupItem
-from .items.node import TITLE_H, NodeItem, format_value
+from .items.node import TITLE_H, NodeItem
 from .items.reroute import RerouteItem
 from .items.wire import WireItem
 from .menus import CanvasMenus
@@ -456,54 +455,15 @@ class GraphView(QGraphicsView):
             item.setSelected(True)
         self.setFocus()
 
-    # -- in-place text editing ----------------------------------------------------------------
+    # -- in-place text editing (gui.inline) ----------------------------------------------------
     def edit_param(self, item: NodeItem, name: str) -> None:
-        """Open the text editor over a param row (numbers and strings)."""
-        p = item.spec.param(name) if item.spec is not None else None
-        row = item.row(name)
-        if p is None or row is None:
-            return
-        nid = item.node_id
-        value = self.doc.graph.nodes[nid].params.get(name, p.default)
-        rect = self.mapFromScene(item.mapToScene(row.rect)).boundingRect()
-        text = str(value) if p.kind != FLOAT else format_value(p, value)
-
-        def commit(txt: str) -> None:
-            if nid not in self.doc.graph.nodes:
-                return
-            try:
-                v = editors.parse_text(p, txt)
-            except ValueError:
-                return
-            self.doc.set_param(nid, name, v)
-
-        def end() -> None:
-            self.gs.editing = None
-            it = self.gs.node_items.get(nid)
-            if it is not None:
-                it.update()
-
-        self.gs.editing = (nid, name)
-        item.update()
-        self.inline.begin(rect, text, multiline=p.kind == STRING and p.multiline,
-                          pixel_size=round(11 * self.zoom), on_commit=commit, on_end=end,
-                          key=(nid, name))
+        inline.edit_param(self, item, name)
 
     def edit_title(self, item: NodeItem) -> None:
-        nid = item.node_id
-        rect = self.mapFromScene(item.mapToScene(QRectF(18, 2, item.w - 22, TITLE_H - 4))
-                                 ).boundingRect()
-        self.inline.begin(rect, item.title_text(), multiline=False,
-                          pixel_size=round(12 * self.zoom),
-                          on_commit=lambda t: self.doc.set_title(nid, t.strip()))
+        inline.edit_title(self, item)
 
     def edit_group_title(self, item: GroupItem) -> None:
-        idx = item.index
-        rect = self.mapFromScene(item.mapToScene(QRectF(4, 2, item.rect.width() - 8, 26))
-                                 ).boundingRect()
-        self.inline.begin(rect, item.group.title, multiline=False,
-                          pixel_size=round(15 * self.zoom),
-                          on_commit=lambda t: self.doc.rename_group(idx, t.strip() or "Group"))
+        inline.edit_group_title(self, item)
 
     # -- selection-wide edits ------------------------------------------------------------------
     def selection(self) -> tuple[list[str], list[int], dict[tuple[str, str], list[int]]]:
