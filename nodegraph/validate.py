@@ -60,7 +60,7 @@ def validate(graph: Graph, registry: Registry, options: RunOptions | None = None
             _check_params(node, spec, links, options, choices_memo, add)
         _check_inputs(graph, registry, node, spec, links, add)
 
-    if outputs == 0:
+    if outputs == 0 and targets is None:
         add(_no_output(graph))
     problems.extend(_cycle_problems(graph, graph.cycles()))
     problems.extend(placeholder_problems(graph))

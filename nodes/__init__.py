@@ -30,6 +30,7 @@ MODULES: tuple[str, ...] = (
     "animation",
     "upscale",
     "notes",
+    "primitives",
 )
 
 SOCKET_TYPES = (

@@ -315,3 +315,10 @@ def test_a_cycle_no_output_needs_is_a_warning(registry, chain):
     chain.connect(b, "value", a, "x")
     (p,) = validate(chain, registry)
     assert (p.code, p.severity) == ("cycle", "warning")
+
+
+def test_explicit_targets_need_no_output_node(registry):
+    g = Graph()
+    c = g.add_node("Const", {"value": 3}, id="c")
+    assert validate(g, registry, targets=[c]) == []
+    assert [p.code for p in validate(g, registry)] == ["no_output_node"]
