@@ -68,7 +68,7 @@ class GroupItem(QGraphicsItem):
         band_h = min(max(TITLE_H, font.pixelSize() * 1.35), self.rect.height())
         p.drawRoundedRect(QRectF(0, 0, self.rect.width(), band_h), 6, 6)
         p.drawRect(QRectF(0, band_h - 6, self.rect.width(), 6))
-        if lod >= LOD_TITLE:
+        if lod >= LOD_TITLE - 1e-6:
             pad = max(10.0, 4 / lod)
             p.setFont(font)
             p.setPen(theme.TITLE_TEXT)

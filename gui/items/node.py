@@ -322,7 +322,7 @@ class NodeItem(QGraphicsItem):
                 p.setPen(QPen(c, 3 / max(lod, 0.05)))
                 p.setBrush(Qt.NoBrush)
                 p.drawRect(body)
-            if lod >= LOD_TITLE:
+            if lod >= LOD_TITLE - 1e-6:
                 self.paint_title_label(p, lod)
             return
         p.setRenderHint(QPainter.Antialiasing, True)

@@ -112,7 +112,7 @@ class OverviewItem(QGraphicsItem):
             p.setPen(pen)
             p.drawRects(rects)
         lod = option.levelOfDetailFromTransform(p.worldTransform())
-        if lod >= LOD_TITLE:
+        if lod >= LOD_TITLE - 1e-6:
             self._paint_titles(p, option.exposedRect, lod)
 
     def _paint_titles(self, p: QPainter, exposed: QRectF, lod: float) -> None:
