@@ -8,9 +8,11 @@ Run: ``flock /tmp/ng-heavy.lock .venv/bin/python bench/controlnet.py`` (a few mi
   (converted from the same weights) on the same inputs, interleaved, medians →
   ``controlnet_overhead_over_diffusers_forward`` = (with control − without) / diffusers' forward
   (target ≤ 1.1), plus ``controlnet_forward_ratio`` (our ControlNet forward alone over diffusers').
-- LoRA: a rank-32 kohya LoRA over every U-Net and text-encoder layer an SD1.5 LoRA trains (attention,
-  projections, feed-forward, ResBlock convs; 2 × 264 tensors), read from disk and applied onto a
-  loaded full-size SD1.5 U-Net and CLIP-L as Load LoRA does → ``lora_load_s`` (target ≤ 1.0 s).
+- LoRA: a rank-32 kohya LoRA over the layers sd-scripts' default LoRA trains on SD1.5 (the U-Net's
+  transformer blocks: proj_in/out, attention q/k/v/out, feed-forward; CLIP-L's attention and MLP),
+  read from disk and applied onto a loaded full-size fp16 SD1.5 U-Net and CLIP-L as Load LoRA does
+  → ``lora_load_s`` (target ≤ 1.0 s); the same with every conv and linear of the U-Net's blocks
+  (LoCon-style) → ``locon_all_layers_load_s``.
 
 The machine is shared: the summary records the load average before and after.
 """
@@ -88,14 +90,16 @@ def bench_controlnet(runs: int = 5, warmup: int = 1) -> dict[str, float]:
             "unet_step_s": round(times["unet"], 3), "diffusers_controlnet_s": round(times["diffusers_controlnet"], 3)}
 
 
-def _sd15_lora(unet, encoder, rank: int = 32) -> dict[str, torch.Tensor]:
-    """kohya names of what an SD1.5 LoRA trains: attention/proj/ff/ResBlock convs and CLIP attention/MLP."""
+def _sd15_lora(unet, encoder, rank: int = 32, all_layers: bool = False) -> dict[str, torch.Tensor]:
+    """kohya names of what an SD1.5 LoRA trains (transformer blocks and CLIP attention/MLP; with
+    ``all_layers`` every conv and linear of the U-Net's blocks too)."""
     from nodes.sd.lora import text_targets, unet_targets
 
     g = torch.Generator().manual_seed(3)
     params = dict(unet.named_parameters())
+    blocks = ("_down_blocks_", "_up_blocks_", "_mid_block_") if all_layers else ("_attentions_",)
     targets = {k: params[v.param].shape for k, v in unet_targets(unet, unet.config).items()
-               if k.startswith("lora_unet_") and ("_down_blocks_" in k or "_up_blocks_" in k or "_mid_block_" in k)
+               if k.startswith("lora_unet_") and any(b in k for b in blocks)
                and not k.endswith(("_norm", "_norm1", "_norm2", "_norm3"))}
     te = dict(encoder.models["l"].named_parameters())
     targets.update({k: te[v.param].shape for k, v in text_targets(encoder.models["l"], "lora_te_").items()})
@@ -119,25 +123,33 @@ def bench_lora(runs: int = 5) -> dict[str, float]:
 
     model = DiffusionModel.for_family(random_unet(full_config("sd1"), seed=4, dtype=torch.float16), "sd1")
     encoder = build_text_encoder("sd1", text_encoder_state_dicts("sd1", full=True), dtype=torch.float16)
-    tensors = _sd15_lora(model.unet, encoder)
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "lora.safetensors"
-        save_file(tensors, str(path))
-        layers = len(lora_module.layer_names(tensors))
-        times = []
-        for _ in range(runs):
-            start = time.perf_counter()
-            lora = lora_module.layers_of(lora_module.read_lora(path), path)
-            _, done_unet = lora_module.apply_to_model(model, lora, 1.0, path)
-            _, done_text = lora_module.apply_to_text_encoder(encoder, lora, 1.0, path)
-            times.append(time.perf_counter() - start)
-            assert len(done_unet) + len(done_text) == layers
-    print(f"lora sd1.5 rank 32, {layers} layers onto a loaded fp16 U-Net + CLIP-L: "
-          + ", ".join(f"{t:.3f}s" for t in times), flush=True)
-    return {"lora_load_s": round(statistics.median(times), 3), "lora_layers": layers}
+    out: dict[str, float] = {}
+    for key, all_layers in (("lora_load_s", False), ("locon_all_layers_load_s", True)):
+        tensors = _sd15_lora(model.unet, encoder, all_layers=all_layers)
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / "lora.safetensors"
+            save_file(tensors, str(path))
+            layers = len(lora_module.layer_names(tensors))
+            times = []
+            for _ in range(runs):
+                start = time.perf_counter()
+                lora = lora_module.layers_of(lora_module.read_lora(path), path)
+                _, done_unet = lora_module.apply_to_model(model, lora, 1.0, path)
+                _, done_text = lora_module.apply_to_text_encoder(encoder, lora, 1.0, path)
+                times.append(time.perf_counter() - start)
+                assert len(done_unet) + len(done_text) == layers
+                del done_unet, done_text, lora
+        print(f"{key}: rank 32, {layers} layers onto a loaded fp16 SD1.5 U-Net + CLIP-L: "
+              + ", ".join(f"{t:.3f}s" for t in times), flush=True)
+        out[key] = round(statistics.median(times), 3)
+        out[key.replace("_load_s", "_layers")] = layers
+    return out
 
 
 def main() -> None:
+    from nodes.sd.memory import tune_cpu_allocator
+
+    tune_cpu_allocator()  # as the app does on its first model load
     torch.manual_seed(0)
     load_before = os.getloadavg()
     out: dict[str, object] = {"threads": torch.get_num_threads()}

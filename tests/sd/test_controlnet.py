@@ -218,10 +218,9 @@ def test_control_lora_equals_a_controlnet_of_the_merged_weights(tmp_path):
     assert read_control(save_safetensors(tmp_path / "cl.safetensors", lora)).kind == "control_lora"
 
 
-def test_a_union_controlnet_is_refused_by_name(tmp_path):
-    path = save_safetensors(tmp_path / "union.safetensors", {"task_embedding": torch.zeros(8, 32),
-                                                             "zero_convs.0.0.weight": torch.zeros(1)})
-    with pytest.raises(ControlError, match=r"union\.safetensors: a ControlNet-Union file"):
+def test_a_file_that_is_no_control_model_says_so(tmp_path):
+    path = save_safetensors(tmp_path / "vae.safetensors", {"encoder.conv_in.weight": torch.zeros(1)})
+    with pytest.raises(ControlError, match=r"vae\.safetensors: not a ControlNet, T2I-Adapter or Control-LoRA"):
         load_control(path)
 
 
@@ -231,3 +230,76 @@ def test_a_difference_controlnet_needs_the_model(tmp_path):
     path = save_safetensors(tmp_path / "diff.safetensors", tensors)
     with pytest.raises(ControlError, match=r"diff\.safetensors: a difference ControlNet.*DiffControlNetLoader"):
         load_control(path)
+
+
+# ---------------------------------------------------------------------------------- ControlNet-Union
+def diffusers_union(ours: ControlNetModel):
+    """diffusers' ControlNetUnionModel with our union ControlNet's weights: the ControlNet part converted
+    by diffusers' converter (as diffusers_controlnet), the union part under the names both use."""
+    import inspect
+
+    from diffusers import ControlNetUnionModel
+
+    union_keys = ("task_embedding", "control_add_embedding.", "transformer_layes.", "spatial_ch_projs.")
+    plain = {k: v for k, v in ours.state_dict().items() if not k.startswith(union_keys)}
+    net = ControlNetModel(ControlNetConfig(ours.config.unet))
+    net.load_state_dict(plain, strict=True)
+    base = diffusers_controlnet(net)
+    mc = ours.config.unet.model_channels
+    config = {k: v for k, v in base.config.items() if k in inspect.signature(ControlNetUnionModel.__init__).parameters}
+    config.update(num_control_type=ours.config.union_types, num_trans_channel=mc, num_trans_head=8,
+                  num_proj_channel=mc, conditioning_embedding_out_channels=(16, 32, 96, 256))
+    ref = ControlNetUnionModel(**config)
+    tensors = dict(base.state_dict()) | {k: v for k, v in ours.state_dict().items() if k.startswith(union_keys)}
+    ref.load_state_dict(tensors, strict=True)
+    return ref.eval(), tensors
+
+
+def sdxl_inputs(cfg, seed: int):
+    from nodes.sd.unet import sdxl_adm
+
+    g = torch.Generator().manual_seed(seed)
+    x, hint = torch.randn(1, 4, 8, 8, generator=g), torch.rand(1, 3, 64, 64, generator=g)
+    context, t = torch.randn(1, 7, cfg.context_dim, generator=g), torch.tensor([500.0])
+    pooled = torch.randn(1, cfg.adm_in_channels - 6 * 256, generator=g)
+    kwargs = {"added_cond_kwargs": {"text_embeds": pooled, "time_ids": torch.tensor([[64.0, 64, 0, 0, 64, 64]])}}
+    return x, hint, t, context, sdxl_adm(pooled, width=64, height=64), kwargs
+
+
+@pytest.mark.parametrize("control_type", [3, 7])
+@torch.no_grad()
+def test_union_controlnet_equals_diffusers_controlnet_union_model(control_type, tmp_path):
+    """Batch 1: diffusers' union attention runs nn.MultiheadAttention sequence-first over [batch,
+    tokens, channels], so with one batch element each token attends to itself alone, which is what
+    ComfyUI's one-token attention computes (diffusers' extra token for the latent feeds only its own
+    row). Larger batches mix across the batch in diffusers, not in ComfyUI; we follow ComfyUI."""
+    cfg = tiny_config("sdxl")
+    ours = random_controlnet(ControlNetConfig(cfg, union_types=8), seed=44)
+    ref, tensors = diffusers_union(ours)
+    x, hint, t, context, y, kwargs = sdxl_inputs(cfg, seed=45)
+    one_hot = torch.zeros(1, 8)
+    one_hot[0, control_type] = 1.0
+    down, mid = ref(x, t, encoder_hidden_states=context, controlnet_cond=[hint], control_type=one_hot,
+                    control_type_idx=[control_type], return_dict=False, **kwargs)
+    assert_same_residuals(ours(x, hint, t, context, y, control_type=[control_type]), down, mid)
+    loaded = load_control(save_safetensors(tmp_path / "union.safetensors", tensors))  # diffusers' layout
+    assert loaded.module.config.union_types == 8
+    assert_same_residuals(loaded.module(x, hint, t, context, y, control_type=[control_type]), down, mid)
+
+
+@torch.no_grad()
+def test_union_controlnet_without_a_type_takes_the_plain_hint_path():
+    """ComfyUI's "auto": the hint through the hint convs alone, and the type embedding of an all-zero
+    type vector (computed here by diffusers' own modules) added to the time embedding, i.e. a plain
+    ControlNet whose time embedding's last bias carries that constant."""
+    cfg = tiny_config("sdxl")
+    ours = random_controlnet(ControlNetConfig(cfg, union_types=8), seed=46)
+    ref, _ = diffusers_union(ours)
+    offset = ref.control_add_embedding(ref.control_type_proj(torch.zeros(8)).reshape(1, -1))[0]
+    plain = ControlNetModel(ControlNetConfig(cfg))
+    plain.load_state_dict({k: v for k, v in ours.state_dict().items() if k in plain.state_dict()}, strict=True)
+    plain.time_embed[2].bias += offset
+    x, hint, t, context, y, _ = sdxl_inputs(cfg, seed=47)
+    got, want = ours(x, hint, t, context, y, control_type=[]), plain(x, hint, t, context, y)
+    for a, b in zip(got["output"] + got["middle"], want["output"] + want["middle"]):
+        assert rel_err(a, b) <= TOL

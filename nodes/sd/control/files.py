@@ -12,7 +12,8 @@ Layouts (facts from ComfyUI's comfy/controlnet.py and diffusers):
   ``<weight>.up``/``.down`` pairs over the base model's weights, plus whole tensors for the rest;
 - T2I-Adapter, original: ``conv_in`` + ``body.K.block1`` (full; XL when the unshuffled input has 256
   or 768 channels), ``body.L.in_conv`` + ``body.L.body.J`` (light); diffusers: ``adapter.body.L.resnets.J``;
-- ControlNet-Union (xinsir): ``task_embedding`` / ``control_add_embedding``: recognised and refused.
+- ControlNet-Union (xinsir's ControlNet-Union / ProMax): either ControlNet layout plus
+  ``task_embedding``, ``control_add_embedding.*``, ``transformer_layes.*``, ``spatial_ch_projs.*``.
 """
 from __future__ import annotations
 
@@ -65,11 +66,9 @@ def classify(sd: dict[str, torch.Tensor], path: Path) -> ControlFile:
     if "lora_controlnet" in sd:
         tensors = {k: v for k, v in sd.items() if k != "lora_controlnet"}
         return ControlFile(path, "control_lora", tensors)
-    if "task_embedding" in sd or "control_add_embedding.linear_1.weight" in sd:
-        raise ControlError(f"{path}: a ControlNet-Union file, which NodeGraph does not run yet; use a single-type "
-                           "ControlNet")
     if "controlnet_cond_embedding.conv_in.weight" in sd:
-        tensors = from_diffusers(sd, path)
+        union = {k: v for k, v in sd.items() if k.startswith(UNION_PREFIXES)}
+        tensors = from_diffusers({k: v for k, v in sd.items() if k not in union}, path) | union
         return ControlFile(path, "controlnet", tensors, controlnet_config(tensors))
     for prefix in ("control_model.", ""):
         if prefix + "zero_convs.0.0.weight" in sd:
@@ -83,6 +82,9 @@ def classify(sd: dict[str, torch.Tensor], path: Path) -> ControlFile:
 
 
 # ------------------------------------------------------------------------------------ ControlNet
+UNION_PREFIXES = ("task_embedding", "control_add_embedding.", "transformer_layes.", "spatial_ch_projs.")
+
+
 def _count(keys: set[str], fmt: str) -> int:
     n = 0
     while any(k.startswith(fmt.format(n) + ".") for k in keys):
@@ -119,7 +121,8 @@ def controlnet_config(sd: dict[str, torch.Tensor]) -> ControlNetConfig:
     hint = [sd[f"input_hint_block.{2 * i}.weight"].shape[0] for i in range(1, len(HINT_CONVS) + 1)]
     if tuple(hint) != tuple(c for c, _ in HINT_CONVS):
         raise ValueError(f"hint convs of widths {hint}, not the standard {[c for c, _ in HINT_CONVS]}")
-    return ControlNetConfig(unet, sd["input_hint_block.0.weight"].shape[1])
+    union = sd["task_embedding"].shape[0] if "task_embedding" in keys else 0
+    return ControlNetConfig(unet, sd["input_hint_block.0.weight"].shape[1], union)
 
 
 def _diffusers_config(sd: dict[str, torch.Tensor]) -> ControlNetConfig:
@@ -152,6 +155,9 @@ def diffusers_names(config: ControlNetConfig) -> dict[str, str]:
     hint.update({str(2 * i): f"controlnet_cond_embedding.blocks.{i - 1}" for i in range(1, len(HINT_CONVS) + 1)})
     out = {}
     for name in model.state_dict():
+        if name.startswith(UNION_PREFIXES):
+            out[name] = name  # the union parts have one naming in both layouts
+            continue
         module, leaf = name.rsplit(".", 1)
         parts = module.split(".")
         if parts[0] == "input_hint_block":

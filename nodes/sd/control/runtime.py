@@ -157,7 +157,8 @@ class Control:
             ms = model.model_sampling
             sigma = torch.as_tensor(sigma, device=x.device).reshape(-1).expand(x.shape[0])
             _place(net, x.device)
-            out = net(ms.calculate_input(sigma, x), hint, ms.timestep(sigma).float(), context, y)
+            out = net(ms.calculate_input(sigma, x), hint, ms.timestep(sigma).float(), context, y,
+                      control_type=cm.extra.get("control_type", []))
             if cm.global_average_pooling:
                 out = {k: [r.mean(dim=(2, 3), keepdim=True).expand_as(r) for r in v] for k, v in out.items()}
         return {k: [None if r is None else r * self.strength for r in v] for k, v in out.items()}

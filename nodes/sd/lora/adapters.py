@@ -161,17 +161,36 @@ def weight_delta(p: LayerPatch, shape: torch.Size, path: object) -> torch.Tensor
 
 
 # ----------------------------------------------------------------------------------- new weights
-def patched_weight(p: LayerPatch, weight: torch.Tensor, strength: float, path: object) -> torch.Tensor:
-    """The layer's new weight (float32) from the current ``weight`` at ``strength``."""
-    weight = weight.float()
+def patched_weight(p: LayerPatch, weight: torch.Tensor, strength: float, path: object,
+                   inplace: bool = False) -> torch.Tensor:
+    """The layer's new weight (float32) from the current ``weight`` at ``strength``.
+
+    ``inplace``: ``weight`` is a float32 tensor the caller owns, updated in place where the family
+    allows it (plain LoRA, LoHa, LoKr, diff: one fused update, no full-size temporaries).
+    """
+    if not (inplace and weight.dtype == torch.float32):
+        weight = weight.float().clone()
     if p.family == "ia3":
         return _ia3(p, weight, strength, path)
+    if p.family == "lora" and "lora_mid.weight" not in p.tensors and "dora_scale" not in p.tensors:
+        return _add_low_rank(p, weight, strength, path)
     delta = weight_delta(p, weight.shape, path)
     dora = p.get("dora_scale")
     if dora is None or p.family == "diff":
-        return weight + strength * delta
+        return weight.add_(delta, alpha=strength)
     combined = weight + delta
-    return weight + strength * (combined * (dora / _dora_norm(combined, dora, p, path)) - weight)
+    return weight.add_(combined * (dora / _dora_norm(combined, dora, p, path)) - weight, alpha=strength)
+
+
+def _add_low_rank(p: LayerPatch, weight: torch.Tensor, strength: float, path: object) -> torch.Tensor:
+    """weight += strength·(a/r)·up @ down, as one matmul-accumulate into ``weight``."""
+    up, down = p.get("lora_up.weight").flatten(1), p.get("lora_down.weight").flatten(1)
+    if up.shape[0] * down.shape[1] != weight.numel() or up.shape[1] != down.shape[0]:
+        raise LoraError(f"{path}: layer {p.name} (lora) makes a {(up.shape[0], down.shape[1])} change, but the "
+                        f"model's weight is {tuple(weight.shape)}: the LoRA was made for another model family")
+    scale = p.alpha / down.shape[0] if p.alpha is not None else 1.0
+    weight.view(up.shape[0], -1).addmm_(up, down, alpha=strength * scale)
+    return weight
 
 
 def _dora_norm(w: torch.Tensor, dora: torch.Tensor, p: LayerPatch, path: object) -> torch.Tensor:

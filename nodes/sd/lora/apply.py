@@ -62,7 +62,7 @@ def patched_module(module: nn.Module, lora: dict, targets: dict[str, Target],
 
     def current(name: str) -> torch.Tensor:
         if name not in new:
-            new[name] = params[name].detach().float().clone()
+            new[name] = params[name].detach().to(torch.float32, copy=True)
         return new[name]
 
     applied = []
@@ -72,7 +72,9 @@ def patched_module(module: nn.Module, lora: dict, targets: dict[str, Target],
             continue
         rows = slice(*target.rows) if target.rows else slice(None)
         weight = current(target.param)
-        weight[rows] = patched_weight(layer, weight[rows], strength, path)
+        result = patched_weight(layer, weight[rows], strength, path, inplace=True)
+        if result.data_ptr() != weight[rows].data_ptr():
+            weight[rows] = result
         if "diff_b" in layer.tensors:
             bias = patched_bias(layer, current(target.bias)[rows] if target.bias else None, strength, path)
             new[target.bias][rows] = bias
