@@ -30,22 +30,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests" / "sd"))
+sys.path.insert(0, str(ROOT / "bench"))
 
 import torch  # noqa: E402
-
-
-def _median_interleaved(fns: dict, runs: int, warmup: int) -> dict[str, float]:
-    for _ in range(warmup):
-        for fn in fns.values():
-            fn()
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    items = list(fns.items())
-    for i in range(runs):
-        for name, fn in items if i % 2 == 0 else items[::-1]:
-            start = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(ts) for name, ts in times.items()}
+from models import _median_interleaved  # noqa: E402  (bench/models.py: interleaved runs, medians)
 
 
 def bench_controlnet(runs: int = 5, warmup: int = 1) -> dict[str, float]:
