@@ -183,3 +183,22 @@ def test_peft_alpha_comes_from_diffusers_metadata_as_peft_scales_it(metadata, sc
         w = torch.zeros(layer.tensors["lora_up.weight"].shape[0], *layer.tensors["lora_down.weight"].shape[1:])
         product = layer.get("lora_up.weight").flatten(1) @ layer.get("lora_down.weight").flatten(1)
         torch.testing.assert_close(patched_weight(layer, w, 1.0, PATH), scale * product.reshape(w.shape))
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@torch.no_grad()
+def test_low_precision_weights_get_the_float32_sum_rounded_once(dtype):
+    """As ComfyUI: W' = round(W + s·(a/r)·up @ down) computed in float32. The product is made in row
+    chunks, so a result may differ from the one-matmul reference by the float32 rounding of the
+    product (far below the target dtype's ulp): allow one ulp of the target dtype."""
+    from nodes.sd.lora import low_rank_update
+
+    g = torch.Generator().manual_seed(27)
+    w = torch.randn(640, 1280, generator=g).to(dtype)
+    up, down = torch.randn(640, 8, generator=g) * 0.1, torch.randn(8, 1280, generator=g) * 0.1
+    layer = parse_layers({"x.lora_up.weight": up, "x.lora_down.weight": down, "x.alpha": torch.tensor(4.0)})[0]["x"]
+    got = low_rank_update(layer, w, 0.8, PATH)
+    want = (w.float() + 0.8 * 0.5 * (up @ down)).to(dtype)
+    assert got.dtype == dtype
+    ulp = torch.finfo(dtype).eps * want.float().abs().clamp_min(1e-3)
+    assert ((got.float() - want.float()).abs() <= ulp).all()

@@ -172,7 +172,7 @@ def patched_weight(p: LayerPatch, weight: torch.Tensor, strength: float, path: o
         weight = weight.float().clone()
     if p.family == "ia3":
         return _ia3(p, weight, strength, path)
-    if p.family == "lora" and "lora_mid.weight" not in p.tensors and "dora_scale" not in p.tensors:
+    if is_plain_lora(p):
         return _add_low_rank(p, weight, strength, path)
     delta = weight_delta(p, weight.shape, path)
     dora = p.get("dora_scale")
@@ -182,15 +182,46 @@ def patched_weight(p: LayerPatch, weight: torch.Tensor, strength: float, path: o
     return weight.add_(combined * (dora / _dora_norm(combined, dora, p, path)) - weight, alpha=strength)
 
 
-def _add_low_rank(p: LayerPatch, weight: torch.Tensor, strength: float, path: object) -> torch.Tensor:
-    """weight += strength·(a/r)·up @ down, as one matmul-accumulate into ``weight``."""
+def is_plain_lora(p: LayerPatch) -> bool:
+    """A layer that is up @ down alone (no Tucker core, no DoRA): :func:`low_rank_update` applies it."""
+    return p.family == "lora" and "lora_mid.weight" not in p.tensors and "dora_scale" not in p.tensors
+
+
+def _low_rank_factors(p: LayerPatch, weight: torch.Tensor, strength: float, path: object):
     up, down = p.get("lora_up.weight").flatten(1), p.get("lora_down.weight").flatten(1)
     if up.shape[0] * down.shape[1] != weight.numel() or up.shape[1] != down.shape[0]:
         raise LoraError(f"{path}: layer {p.name} (lora) makes a {(up.shape[0], down.shape[1])} change, but the "
                         f"model's weight is {tuple(weight.shape)}: the LoRA was made for another model family")
     scale = p.alpha / down.shape[0] if p.alpha is not None else 1.0
-    weight.view(up.shape[0], -1).addmm_(up, down, alpha=strength * scale)
+    return up, down, strength * scale
+
+
+def _add_low_rank(p: LayerPatch, weight: torch.Tensor, strength: float, path: object) -> torch.Tensor:
+    """weight += strength·(a/r)·up @ down, as one matmul-accumulate into ``weight`` (float32)."""
+    up, down, alpha = _low_rank_factors(p, weight, strength, path)
+    weight.view(up.shape[0], -1).addmm_(up, down, alpha=alpha)
     return weight
+
+
+# Rows of a low-precision weight updated per step: the float32 product of that many rows stays in the
+# CPU's cache between the matmul that makes it and the add that uses it (~1 MB).
+LOW_RANK_CHUNK_ELEMENTS = 1 << 18
+
+
+def low_rank_update(p: LayerPatch, weight: torch.Tensor, strength: float, path: object) -> torch.Tensor:
+    """A plain LoRA layer's new weight in ``weight``'s own dtype, out of place: float32 products added in
+    float32 and rounded once (as ComfyUI), without a full-size float32 copy of the weight."""
+    up, down, alpha = _low_rank_factors(p, weight, strength, path)
+    flat = weight.reshape(up.shape[0], -1)
+    up, down = up.to(weight.device), down.to(weight.device)
+    if weight.dtype == torch.float32:
+        return torch.addmm(flat, up, down, alpha=alpha).view(weight.shape)
+    out = torch.empty_like(flat)
+    rows = max(1, LOW_RANK_CHUNK_ELEMENTS // flat.shape[1])
+    for start in range(0, flat.shape[0], rows):
+        part = slice(start, start + rows)
+        torch.add(flat[part], torch.mm(up[part], down), alpha=alpha, out=out[part])
+    return out.view(weight.shape)
 
 
 def _dora_norm(w: torch.Tensor, dora: torch.Tensor, p: LayerPatch, path: object) -> torch.Tensor:

@@ -12,7 +12,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .adapters import LayerPatch, parse_layers, patched_bias, patched_weight, weight_delta
+from .adapters import (LayerPatch, is_plain_lora, low_rank_update, parse_layers, patched_bias, patched_weight,
+                       weight_delta)
 from .files import LoraError
 from .names import TEXT_PREFIXES, Target, text_targets, unet_targets
 
@@ -59,17 +60,21 @@ def patched_module(module: nn.Module, lora: dict, targets: dict[str, Target],
     clone = copy.deepcopy(module, memo=memo)
     params = dict(clone.named_parameters())
     new: dict[str, torch.Tensor] = {}
+    layers = {name: layer for name, layer in sorted(layers_of(lora, path).items()) if name in targets}
+    counts: dict[str, int] = {}
+    for name in layers:
+        counts[targets[name].param] = counts.get(targets[name].param, 0) + 1
 
     def current(name: str) -> torch.Tensor:
         if name not in new:
             new[name] = params[name].detach().to(torch.float32, copy=True)
         return new[name]
 
-    applied = []
-    for name, layer in sorted(layers_of(lora, path).items()):
-        target = targets.get(name)
-        if target is None:
-            continue
+    for name, layer in layers.items():
+        target = targets[name]
+        if counts[target.param] == 1 and target.rows is None and is_plain_lora(layer):
+            new[target.param] = low_rank_update(layer, params[target.param].detach(), strength, path)
+            continue  # the common case: straight into the weight's dtype
         rows = slice(*target.rows) if target.rows else slice(None)
         weight = current(target.param)
         result = patched_weight(layer, weight[rows], strength, path, inplace=True)
@@ -78,7 +83,7 @@ def patched_module(module: nn.Module, lora: dict, targets: dict[str, Target],
         if "diff_b" in layer.tensors:
             bias = patched_bias(layer, current(target.bias)[rows] if target.bias else None, strength, path)
             new[target.bias][rows] = bias
-        applied.append(name)
+    applied = list(layers)
     for name, value in new.items():
         owner_path, _, leaf = name.rpartition(".")
         owner = clone.get_submodule(owner_path) if owner_path else clone
