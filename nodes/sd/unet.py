@@ -618,15 +618,16 @@ class UNetModel(nn.Module):
             skips.append(h)
         h = _plus(self.middle_block(h, emb_silu, context), control.get("middle"), 0)
         for block in self.output_blocks:
-            h = torch.cat([h, _plus(skips[-1], control.get("output"), len(skips) - 1)], dim=1)
-            skips.pop()
+            skip = skips.pop()
+            h = torch.cat([h, skip], dim=1)
+            _plus(h[:, -skip.shape[1]:], control.get("output"), len(skips))  # into the fresh concatenation
             h = block(h, emb_silu, context, skips[-1].shape[-2:] if skips else None)
         h = self.out[2](_norm_silu(self.out[0], h))
         return h.to(x.dtype)
 
 
 def _plus(h: torch.Tensor, residuals: Sequence[torch.Tensor | None] | None, index: int) -> torch.Tensor:
-    """``h`` plus ``residuals[index]`` (if there is one), in ``h``'s dtype."""
+    """``h`` (a freshly computed block output) plus ``residuals[index]`` if there is one, added in place."""
     if residuals is None or index >= len(residuals) or residuals[index] is None:
         return h
-    return h + residuals[index].to(h.dtype)
+    return h.add_(residuals[index].to(h.dtype))

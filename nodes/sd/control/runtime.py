@@ -149,19 +149,22 @@ class Control:
         if not self._active(model, sigma):
             return None
         cm = self.model
-        if cm.kind == "t2i":
+        if cm.kind == "t2i":  # features are cached over steps: scaled copies
             out = self._adapter(model, x, batched_number)
-        else:
-            net = cm.controlnet_for(model)
-            hint = self._hint(x, batched_number, 8, net.dtype)
-            ms = model.model_sampling
-            sigma = torch.as_tensor(sigma, device=x.device).reshape(-1).expand(x.shape[0])
-            _place(net, x.device)
-            out = net(ms.calculate_input(sigma, x), hint, ms.timestep(sigma).float(), context, y,
-                      control_type=cm.extra.get("control_type", []))
-            if cm.global_average_pooling:
-                out = {k: [r.mean(dim=(2, 3), keepdim=True).expand_as(r) for r in v] for k, v in out.items()}
-        return {k: [None if r is None else r * self.strength for r in v] for k, v in out.items()}
+            return {k: [None if r is None else r * self.strength for r in v] for k, v in out.items()}
+        net = cm.controlnet_for(model)
+        hint = self._hint(x, batched_number, 8, net.dtype)
+        ms = model.model_sampling
+        sigma = torch.as_tensor(sigma, device=x.device).reshape(-1).expand(x.shape[0])
+        _place(net, x.device)
+        out = net(ms.calculate_input(sigma, x), hint, ms.timestep(sigma).float(), context, y,
+                  control_type=cm.extra.get("control_type", []))
+        if cm.global_average_pooling:
+            out = {k: [r.mean(dim=(2, 3), keepdim=True).expand_as(r) for r in v] for k, v in out.items()}
+        if self.strength != 1:  # fresh outputs of this call: scaled in place
+            out = {k: [r.mul_(self.strength) if r.is_contiguous() else r * self.strength for r in v]
+                   for k, v in out.items()}
+        return out
 
     def _hint(self, x: torch.Tensor, batched_number: int, ratio: int, dtype: torch.dtype,
               multiple: int = 1) -> torch.Tensor:
