@@ -204,8 +204,8 @@ def _add_low_rank(p: LayerPatch, weight: torch.Tensor, strength: float, path: ob
 
 
 # Rows of a low-precision weight updated per step: the float32 product of that many rows stays in the
-# CPU's cache between the matmul that makes it and the add that uses it (~1 MB).
-LOW_RANK_CHUNK_ELEMENTS = 1 << 18
+# CPU's cache between the matmul that makes it, the add and the rounding copy (~2 MB).
+LOW_RANK_CHUNK_ELEMENTS = 1 << 19
 
 
 def low_rank_update(p: LayerPatch, weight: torch.Tensor, strength: float, path: object) -> torch.Tensor:
@@ -217,10 +217,12 @@ def low_rank_update(p: LayerPatch, weight: torch.Tensor, strength: float, path: 
     if weight.dtype == torch.float32:
         return torch.addmm(flat, up, down, alpha=alpha).view(weight.shape)
     out = torch.empty_like(flat)
+    up = up * alpha
     rows = max(1, LOW_RANK_CHUNK_ELEMENTS // flat.shape[1])
     for start in range(0, flat.shape[0], rows):
         part = slice(start, start + rows)
-        torch.add(flat[part], torch.mm(up[part], down), alpha=alpha, out=out[part])
+        # (torch.add(..., out=<half>) takes a slow mixed-dtype path; add_ into float32 and one copy do not)
+        out[part].copy_(torch.mm(up[part], down).add_(flat[part]))
     return out.view(weight.shape)
 
 
