@@ -157,3 +157,14 @@ def test_a_controlnet_of_another_family_names_both():
     with pytest.raises(ControlError, match=r"canny_xl\.safetensors: a SDXL ControlNet, but the model is SD1\.x"):
         guided(unet, [control], *model_inputs(unet.config, 68)[:1], torch.tensor([1.0]),
                model_inputs(unet.config, 68)[2])
+
+
+def test_a_batch_of_hints_is_cycled_within_each_conditioning_chunk_as_comfyui():
+    from nodes.sd.control.runtime import broadcast_hint
+
+    hints = torch.arange(3.0).reshape(3, 1, 1, 1)
+    # 2 chunks (cond, uncond) of 2 latents each: each chunk takes the first 2 hints
+    assert broadcast_hint(hints, 4, 2).flatten().tolist() == [0.0, 1.0, 0.0, 1.0]
+    # 2 chunks of 5: the hints repeat to fill a chunk
+    assert broadcast_hint(hints, 10, 2).flatten().tolist() == [0.0, 1.0, 2.0, 0.0, 1.0] * 2
+    assert broadcast_hint(hints[:1], 6, 3).shape[0] == 6

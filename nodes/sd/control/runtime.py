@@ -15,7 +15,7 @@ hold the current σ.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -195,10 +195,10 @@ class Control:
 
 
 def _place(module: nn.Module, device: torch.device) -> None:
-    for p in module.parameters():
-        if p.device != device:
-            module.to(device)
-        return
+    """Move a control model to the device the U-Net runs on, if it is elsewhere."""
+    first = next(module.parameters(), None)
+    if first is not None and first.device != device:
+        module.to(device)
 
 
 def broadcast_hint(hint: torch.Tensor, batch: int, batched_number: int) -> torch.Tensor:
@@ -237,8 +237,6 @@ def share_controls(positive: list, negative: list) -> None:
     free = [i for i, e in enumerate(negative) if e.area is None and e.control is None]
     if not free:
         return
-    from dataclasses import replace
-
     for n, control in enumerate(cond_controls):
         i = free[n % len(free)]
         if negative[i].control is None:
