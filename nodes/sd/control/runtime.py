@@ -61,6 +61,10 @@ class ControlModel:
     def name(self) -> str:
         return self.path.name
 
+    def modules(self) -> dict[str, nn.Module]:
+        """The weights it holds (what the model manager counts)."""
+        return {"control": self.module} if self.module is not None else {}
+
     def with_extra(self, **extra: Any) -> "ControlModel":
         """A copy sharing the weights, with ``extra`` settings (SetUnionControlNetType)."""
         return ControlModel(self.path, self.kind, self.module, self.lora, self.global_average_pooling,
