@@ -91,13 +91,15 @@ def test_sampling_with_an_sdxl_controlnet_on_an_sd1_model_names_both(load, ctx):
                  seed=1, steps=1, cfg=7.0, sampler_name="euler", scheduler="normal", denoise=1.0, ctx=ctx)
 
 
-@pytest.mark.parametrize("name", ["canny.safetensors", "t2i_depth.safetensors"])
-def test_ksampler_with_a_control_differs_from_without_and_is_deterministic(load, ctx, name):
+@pytest.mark.parametrize("name, family", [("canny.safetensors", "sd1"), ("t2i_depth.safetensors", "sd1"),
+                                          ("control-lora-canny.safetensors", "sdxl")])
+def test_ksampler_with_a_control_differs_from_without_and_is_deterministic(load, ctx, name, family):
     from nodes.sampling import ksampler
 
-    model, clip, _ = load("sd1")
+    model, clip, _ = load(family)
     net = controlnet_loader(control_net_name=name, ctx=ctx)
-    cond = [[clip.encode("a fox")[0], {}]]
+    context, pooled = clip.encode("a fox")
+    cond = [[context, {} if pooled is None else {"pooled_output": pooled}]]
     positive, negative = controlnet_apply_advanced(cond, cond, net, torch.rand(1, 64, 64, 3), 1.0, 0.0, 1.0)
     args = dict(model=model, negative=negative, latent_image={"samples": torch.zeros(1, 4, 8, 8)}, seed=1, steps=2,
                 cfg=7.0, sampler_name="euler", scheduler="normal", denoise=1.0, ctx=ctx)
