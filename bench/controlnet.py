@@ -140,9 +140,12 @@ def main() -> None:
     tune_cpu_allocator()  # as the app does on its first model load
     torch.manual_seed(0)
     load_before = os.getloadavg()
+    parts = sys.argv[1:] or ["lora", "controlnet"]  # run one part alone: bench/controlnet.py lora
     out: dict[str, object] = {"threads": torch.get_num_threads()}
-    out.update(bench_lora())
-    out.update(bench_controlnet())
+    if "lora" in parts:
+        out.update(bench_lora())
+    if "controlnet" in parts:
+        out.update(bench_controlnet())
     out["loadavg_before_after"] = [round(load_before[0], 2), round(os.getloadavg()[0], 2)]
     print(json.dumps(out))
 
