@@ -12,7 +12,9 @@ Run: ``flock /tmp/ng-heavy.lock .venv/bin/python bench/controlnet.py`` (a few mi
   transformer blocks: proj_in/out, attention q/k/v/out, feed-forward; CLIP-L's attention and MLP),
   read from disk and applied onto a loaded full-size fp16 SD1.5 U-Net and CLIP-L as Load LoRA does
   → ``lora_load_s`` (target ≤ 1.0 s); the same with every conv and linear of the U-Net's blocks
-  (LoCon-style) → ``locon_all_layers_load_s``.
+  (LoCon-style) → ``locon_all_layers_load_s``. Interleaved with it, a plain copy of every weight the
+  LoRA changes (the least an eager merge must move) → ``lora_over_weight_copy``: how far the merge
+  is from memory-bound, whatever the machine's load.
 
 The machine is shared: the summary records the load average before and after.
 """
@@ -117,21 +119,33 @@ def bench_lora(runs: int = 5) -> dict[str, float]:
         with tempfile.TemporaryDirectory() as folder:
             path = Path(folder) / "lora.safetensors"
             save_file(tensors, str(path))
-            layers = len(lora_module.layer_names(tensors))
-            times = []
-            for _ in range(runs):
-                start = time.perf_counter()
-                lora = lora_module.layers_of(lora_module.read_lora(path), path)
-                _, done_unet = lora_module.apply_to_model(model, lora, 1.0, path)
-                _, done_text = lora_module.apply_to_text_encoder(encoder, lora, 1.0, path)
-                times.append(time.perf_counter() - start)
-                assert len(done_unet) + len(done_text) == layers
-                del done_unet, done_text, lora
-        print(f"{key}: rank 32, {layers} layers onto a loaded fp16 SD1.5 U-Net + CLIP-L: "
-              + ", ".join(f"{t:.3f}s" for t in times), flush=True)
-        out[key] = round(statistics.median(times), 3)
+            times = _median_interleaved({"lora": lambda: _load_lora(lora_module, model, encoder, path),
+                                         "copy": lambda: _copy_targets(lora_module, model, encoder, path)}, runs, 1)
+        layers = len(lora_module.layer_names(tensors))
+        print(f"{key}: rank 32, {layers} layers onto a loaded fp16 SD1.5 U-Net + CLIP-L: {times['lora']:.3f}s; "
+              f"copying the weights it changes: {times['copy']:.3f}s", flush=True)
+        out[key] = round(times["lora"], 3)
+        out[key.replace("_load_s", "_over_weight_copy")] = round(times["lora"] / times["copy"], 3)
         out[key.replace("_load_s", "_layers")] = layers
     return out
+
+
+def _load_lora(lora_module, model, encoder, path: Path) -> None:
+    """What Load LoRA does: read the file, patched copies of the U-Net and the text encoder."""
+    lora = lora_module.layers_of(lora_module.read_lora(path), path)
+    _, done_unet = lora_module.apply_to_model(model, lora, 1.0, path)
+    _, done_text = lora_module.apply_to_text_encoder(encoder, lora, 1.0, path)
+    assert len(done_unet) + len(done_text) == len(lora)
+
+
+def _copy_targets(lora_module, model, encoder, path: Path) -> list:
+    """The reference: a plain copy (clone) of every weight the LoRA changes, the least any eager merge
+    must do (read each weight once, write a new one)."""
+    lora = lora_module.layers_of(lora_module.read_lora(path), path)
+    targets = {**lora_module.unet_targets(model.unet, model.unet.config),
+               **lora_module.text_targets(encoder.models["l"], "lora_te_")}
+    params = dict(model.unet.named_parameters()) | dict(encoder.models["l"].named_parameters())
+    return [params[targets[name].param].detach().clone() for name in lora if name in targets]
 
 
 def main() -> None:
