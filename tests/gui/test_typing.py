@@ -115,3 +115,39 @@ def test_autosave_keeps_the_text_being_typed_and_the_editor_stays_open(make_wind
     saved = json.loads(win.autosaver.graph_file.read_text())
     assert saved["nodes"]["1"]["params"]["text"] == "old prompt typed"
     assert win.view.inline.widget is editor
+
+
+def test_save_as_while_typing_writes_the_new_text(make_window, qtbot, tmp_path):
+    win = make_window(prompt_graph())
+    path = tmp_path / "saved-as.json"
+    win.dialogs.save_answer = str(path)
+    typing_on_the_canvas(win, qtbot, "1", "text", ", saved as")
+    win.act_save_as.trigger()
+    assert json.loads(path.read_text())["nodes"]["1"]["params"]["text"] == "old prompt, saved as"
+
+
+
+def test_export_to_comfyui_while_typing_exports_the_new_text(qtbot, tmp_path):
+    from conftest import FakeDialogs
+
+    from gui.files import AppSettings
+    from gui.window import MainWindow
+    from nodegraph.api import Session
+    from nodegraph.plugins import load_registry
+
+    registry = load_registry(builtin=True, entry_points=False, folders=[], user=False)  # ComfyUI's types
+    win = MainWindow(Session(registry), AppSettings.in_folder(tmp_path / "appdata"))
+    win.dialogs = FakeDialogs()
+    qtbot.addWidget(win)
+    win.show()
+    qtbot.waitExposed(win)
+    g = Graph()
+    g.add_node("PrimitiveStringMultiline", {"value": "old prompt"}, id="1", pos=(0, 0))
+    win.doc.replace_graph(g, None)
+    path = tmp_path / "prompt-api.json"
+    win.dialogs.save_answer = str(path)
+    typing_in_the_panel(win, qtbot, "1", "value", ", exported")
+    win.act_export.trigger()
+    assert json.loads(path.read_text())["1"]["inputs"]["value"] == "old prompt, exported"
+    win.doc.undo.setClean()
+    win.close()
