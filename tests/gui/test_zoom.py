@@ -83,6 +83,26 @@ def test_the_minimap_shows_a_large_graph_and_a_click_moves_the_view_there(make_w
     assert abs(centre.x() - target.x()) < 3 and abs(centre.y() - target.y()) < 3
 
 
+def test_dragging_on_the_minimap_pans_the_view_along(make_window):
+    win = make_window(big_graph(100))
+    win.view.set_zoom(1.0)
+    win.view.centerOn(0, 0)
+    QApplication.processEvents()
+    minimap = win.view.minimap
+    area = minimap.to_map(win.scene.nodes_rect())
+    start, end = area.topLeft() + QPointF(4, 4), area.center()
+    def send(kind, p, button, buttons):
+        glob = QPointF(minimap.mapToGlobal(p.toPoint()))
+        QApplication.sendEvent(minimap, QMouseEvent(kind, p, glob, button, buttons, Qt.NoModifier))
+
+    send(QEvent.MouseButtonPress, start, Qt.LeftButton, Qt.LeftButton)
+    for i in range(1, 6):
+        send(QEvent.MouseMove, start + (end - start) * (i / 5), Qt.NoButton, Qt.LeftButton)
+    send(QEvent.MouseButtonRelease, end, Qt.LeftButton, Qt.NoButton)
+    centre, target = win.view.visible_scene_rect().center(), minimap.to_scene(end)
+    assert abs(centre.x() - target.x()) < 3 and abs(centre.y() - target.y()) < 3
+
+
 def test_the_minimap_hides_when_the_graph_fits_or_when_turned_off(make_window):
     win = make_window(big_graph(100))
     win.view.set_zoom(1.0)
