@@ -69,28 +69,33 @@ def press_on(widget, x: float, y: float) -> None:
                                                    Qt.LeftButton, buttons, Qt.NoModifier))
 
 
-def test_the_minimap_shows_a_large_graph_and_a_click_moves_the_view_there(make_window):
+def minimap_of_a_large_graph(make_window):
+    """A window on 100 nodes at zoom 1 (most of them out of view) and its minimap."""
     win = make_window(big_graph(100))
     win.view.set_zoom(1.0)
     win.view.centerOn(0, 0)
     QApplication.processEvents()
-    minimap = win.view.minimap
-    assert minimap.isVisible()
-    bottom_right = minimap.to_map(win.scene.nodes_rect()).bottomRight()
-    press_on(minimap, bottom_right.x() - 3, bottom_right.y() - 3)
+    return win, win.view.minimap
+
+
+def view_centred_on(win, scene_point: QPointF) -> bool:
     centre = win.view.visible_scene_rect().center()
-    target = minimap.to_scene(QPointF(bottom_right.x() - 3, bottom_right.y() - 3))
-    assert abs(centre.x() - target.x()) < 3 and abs(centre.y() - target.y()) < 3
+    return abs(centre.x() - scene_point.x()) < 3 and abs(centre.y() - scene_point.y()) < 3
+
+
+def test_the_minimap_shows_a_large_graph_and_a_click_moves_the_view_there(make_window):
+    win, minimap = minimap_of_a_large_graph(make_window)
+    assert minimap.isVisible()
+    spot = minimap.to_map(win.scene.nodes_rect()).bottomRight() - QPointF(3, 3)
+    press_on(minimap, spot.x(), spot.y())
+    assert view_centred_on(win, minimap.to_scene(spot))
 
 
 def test_dragging_on_the_minimap_pans_the_view_along(make_window):
-    win = make_window(big_graph(100))
-    win.view.set_zoom(1.0)
-    win.view.centerOn(0, 0)
-    QApplication.processEvents()
-    minimap = win.view.minimap
+    win, minimap = minimap_of_a_large_graph(make_window)
     area = minimap.to_map(win.scene.nodes_rect())
     start, end = area.topLeft() + QPointF(4, 4), area.center()
+
     def send(kind, p, button, buttons):
         glob = QPointF(minimap.mapToGlobal(p.toPoint()))
         QApplication.sendEvent(minimap, QMouseEvent(kind, p, glob, button, buttons, Qt.NoModifier))
@@ -98,9 +103,8 @@ def test_dragging_on_the_minimap_pans_the_view_along(make_window):
     send(QEvent.MouseButtonPress, start, Qt.LeftButton, Qt.LeftButton)
     for i in range(1, 6):
         send(QEvent.MouseMove, start + (end - start) * (i / 5), Qt.NoButton, Qt.LeftButton)
+    assert view_centred_on(win, minimap.to_scene(end))
     send(QEvent.MouseButtonRelease, end, Qt.LeftButton, Qt.NoButton)
-    centre, target = win.view.visible_scene_rect().center(), minimap.to_scene(end)
-    assert abs(centre.x() - target.x()) < 3 and abs(centre.y() - target.y()) < 3
 
 
 def test_the_minimap_hides_when_the_graph_fits_or_when_turned_off(make_window):
