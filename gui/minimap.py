@@ -5,6 +5,7 @@ turns it off).
 It is a small widget over the view (a child of the view, not of its viewport, so scrolling the
 canvas does not move it). The nodes are drawn once into a pixmap, again only after the graph's
 geometry changed (at most every ``REBUILD_MS``); each frame only the view's outline is drawn on it.
+It is opaque, so frames of the canvas under it (a drag) neither repaint it nor paint under it.
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
 SIZE = (220, 150)
 MARGIN = 10
 REBUILD_MS = 150
-BACKGROUND = QColor(20, 21, 23, 215)
+BACKGROUND = QColor(20, 21, 23)
 FRAME = QColor("#4a4e55")
 
 
@@ -38,6 +39,7 @@ class Minimap(QWidget):
         self._rebuild.setSingleShot(True)
         self._rebuild.setInterval(REBUILD_MS)
         self._rebuild.timeout.connect(self.rebuild)
+        self.setAttribute(Qt.WA_OpaquePaintEvent, True)  # paints every pixel: nothing under it shows
         self.setCursor(Qt.PointingHandCursor)
         self.setToolTip("Minimap: click or drag to move the view (View > Minimap hides it)")
         self.resize(*SIZE)
@@ -119,10 +121,9 @@ class Minimap(QWidget):
         if self._picture is None or self._picture.size() != self.size() * self.devicePixelRatioF():
             self._picture = self._draw_nodes()
         p = QPainter(self)
-        p.setRenderHint(QPainter.Antialiasing, True)
         p.setPen(QPen(FRAME, 1))
         p.setBrush(BACKGROUND)
-        p.drawRoundedRect(QRectF(self.rect()).adjusted(0.5, 0.5, -0.5, -0.5), 5, 5)
+        p.drawRect(QRectF(self.rect()).adjusted(0.5, 0.5, -0.5, -0.5))
         p.drawPixmap(0, 0, self._picture)
         view_rect = self.to_map(self.view.visible_scene_rect()).intersected(QRectF(self.rect()))
         p.setPen(QPen(theme.NODE_SELECTED, 1.5))
