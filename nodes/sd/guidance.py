@@ -361,7 +361,8 @@ class CFGGuider:
 
         As ComfyUI: a non-zero latent is scaled in (×scale factor); the start is latent + noise·σ_0,
         or noise·√(1+σ_0²) from σ_max; `seed` seeds the sampler's own noise; with `denoise_mask`
-        (1 = repaint) the unmasked region is held to the latent noised to the current σ.
+        (1 = repaint) the unmasked region is held to the latent noised to the current σ, and a run that
+        ends at σ = 0 returns the latent itself wherever the mask is 0.
         """
         if sigmas.shape[-1] == 0:
             return latent_image
@@ -389,8 +390,12 @@ class CFGGuider:
 
         samples = sampler(denoiser, x, sigmas, extra_args={"seed": seed, "model_sampling": ms},
                           callback=report if callback is not None else None)
-        samples = ms.inverse_noise_scaling(sigmas[-1], samples)
-        return model.process_out(samples.to(torch.float32))
+        samples = model.process_out(ms.inverse_noise_scaling(sigmas[-1], samples).to(torch.float32))
+        if denoise_mask is not None and sigmas[-1] == 0:
+            # Where the mask is 0 the result is the latent itself — also for the samplers that stop short of
+            # σ = 0 (dpm_fast, dpm_adaptive, uni_pc), which in ComfyUI leave their last noise level there.
+            samples = torch.where(denoise_mask == 0, latent_image.to(samples), samples)
+        return samples
 
     def _inpainting(self, mask, latent, noise, sampler: Sampler, seed, sigmas):
         """Denoiser that keeps mask-0 regions on the noised original latent (ComfyUI's KSamplerX0Inpaint):

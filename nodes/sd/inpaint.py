@@ -161,10 +161,11 @@ def check_latent_channels(model: Any, latent: torch.Tensor) -> None:
 # -- the nodes' arithmetic ---------------------------------------------------------------------------
 def grey_fill(pixels: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Pixels ``[B, H, W, C]`` with the RGB of every pixel where the rounded ``mask [B or 1, 1, H, W]``
-    is 1 set to mid-grey 0.5 (ComfyUI: ``(p − 0.5)·(1 − round(mask)) + 0.5``); other channels kept."""
-    keep = (1.0 - mask.round()).squeeze(1).unsqueeze(-1)
+    is 1 set to mid-grey 0.5, other pixels and channels exactly as they were (ComfyUI computes
+    ``(p − 0.5)·(1 − round(mask)) + 0.5``, which can move a kept pixel by one float rounding)."""
+    grey = (mask.round() == 1).squeeze(1).unsqueeze(-1)
     out = pixels.clone()
-    out[..., :3] = (pixels[..., :3] - 0.5) * keep + 0.5
+    out[..., :3] = torch.where(grey, torch.full_like(pixels[..., :3], 0.5), pixels[..., :3])
     return out
 
 
