@@ -51,7 +51,7 @@ def _encode(vae: Any, pixels: Any, ctx: RunContext) -> Any:
       outputs={"LATENT": "LATENT"})
 def vae_encode_for_inpaint(pixels: Any, vae: Any, mask: Any, grow_mask_by: int, ctx: RunContext) -> dict:
     """Encode an image for inpainting: where the mask is (rounded to 0/1), the pixels are replaced by
-    mid-grey before encoding, and the latent carries the mask, grown by ``grow_mask_by`` pixels, as its
+    mid-grey before encoding, and the latent carries the mask, grown by grow_mask_by pixels, as its
     noise mask, so the sampler repaints only there. Use denoise 1.0: what was under the mask is gone.
     For a plain checkpoint this is a rough start (the model must invent the grey area from noise); an
     inpainting checkpoint is made for it. The mask is resized to the image; sides that are not multiples
