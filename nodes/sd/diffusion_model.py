@@ -83,12 +83,14 @@ class DiffusionModel:
 
     # -- model call -----------------------------------------------------------------------------
     def apply_model(self, x: torch.Tensor, sigma: torch.Tensor, context: torch.Tensor,
-                    y: torch.Tensor | None = None, c_concat: torch.Tensor | None = None) -> torch.Tensor:
+                    y: torch.Tensor | None = None, c_concat: torch.Tensor | None = None,
+                    control: dict | None = None) -> torch.Tensor:
         """Denoised estimate D(x; σ) for a batch of noisy latents `x` at noise levels `sigma` [B].
 
         The U-Net sees x/√(σ²+1) and the timestep nearest to σ, in the U-Net's dtype; the result
         is float32. `c_concat` (inpainting and InstructPix2Pix U-Nets, see inpaint.py) is appended
-        to the scaled latent along the channels, unscaled.
+        to the scaled latent along the channels, unscaled. `control` (ControlNet / T2I-Adapter
+        residuals) is handed to the U-Net as is.
         """
         ms = self.model_sampling
         sigma = torch.as_tensor(sigma, device=x.device).reshape(-1).expand(x.shape[0])
@@ -101,6 +103,8 @@ class DiffusionModel:
         kwargs = {"context": context.to(dtype)}
         if y is not None:
             kwargs["y"] = y.to(dtype)
+        if control is not None:
+            kwargs["control"] = control
         output = self.unet(x_in, timesteps, **kwargs).float()
         return ms.calculate_denoised(sigma, output, x)
 

@@ -45,6 +45,7 @@ class CondEntry:
     sigma_end: float | None = None    # … and σ ≥ sigma_end
     y: torch.Tensor | None = None     # the U-Net's `y` (adm), [1 or B, channels]
     concat: torch.Tensor | None = None  # extra input channels (inpainting/ip2p U-Nets), [B, c, H, W]
+    control: Any = None               # a nodes.sd.control Control (options["control"]), or None
 
 
 @dataclass
@@ -57,6 +58,7 @@ class _Piece:
     y: torch.Tensor | None
     area: tuple[int, int, int, int] | None
     concat: torch.Tensor | None = None
+    control: Any = None
 
 
 def parse_conditioning(conditioning: Any, name: str) -> list[CondEntry]:
@@ -75,7 +77,8 @@ def parse_conditioning(conditioning: Any, name: str) -> list[CondEntry]:
                              f"got shape {tuple(context.shape)}")
         entries.append(CondEntry(context=context, options=dict(options),
                                  strength=float(options.get("strength", 1.0)),
-                                 mask_strength=float(options.get("mask_strength", 1.0))))
+                                 mask_strength=float(options.get("mask_strength", 1.0)),
+                                 control=options.get("control")))
     return entries
 
 
@@ -119,6 +122,8 @@ def resolve_entries(entries: list[CondEntry], model: DiffusionModel, latent_shap
                 area = _mask_bounds(mask)
         sigma_start = ms.percent_to_sigma(opts["start_percent"]) if "start_percent" in opts else None
         sigma_end = ms.percent_to_sigma(opts["end_percent"]) if "end_percent" in opts else None
+        if e.control is not None:
+            e.control.check(model)
         y = None
         if model.adm_fn is not None:
             adm_opts = {"width": width * 8, "height": height * 8, "prompt_type": prompt_type, **opts}
@@ -199,7 +204,7 @@ def _piece(e: CondEntry, x: torch.Tensor, sigma: torch.Tensor) -> _Piece | None:
     if concat is not None and area is not None:
         concat = concat[:, :, area[2]:area[2] + area[0], area[3]:area[3] + area[1]]
     concat = None if concat is None else _repeat_to_batch(concat, batch)
-    return _Piece(x_in, mult, _repeat_to_batch(e.context, batch), y, area, concat)
+    return _Piece(x_in, mult, _repeat_to_batch(e.context, batch), y, area, concat, e.control)
 
 
 def _feather(mult: torch.Tensor, area: tuple, full_shape: torch.Size) -> None:
@@ -216,7 +221,7 @@ def _feather(mult: torch.Tensor, area: tuple, full_shape: torch.Size) -> None:
 
 
 def _can_batch(a: _Piece, b: _Piece) -> bool:
-    if a.x.shape != b.x.shape:
+    if a.x.shape != b.x.shape or a.control is not b.control:
         return False
     if (a.y is None) != (b.y is None) or (a.y is not None and a.y.shape != b.y.shape):
         return False
@@ -266,14 +271,13 @@ def calc_cond_batch(model: DiffusionModel, cond_lists: Sequence[list[CondEntry] 
         batch = [to_run.pop(k) for k in chosen]  # indices are descending, so pops do not shift them
         pieces = [p for p, _ in batch]
         ys = [p.y for p in pieces]
-        extra = {} if pieces[0].concat is None else {"c_concat": torch.cat([p.concat for p in pieces])}
-        output = model.apply_model(
-            torch.cat([p.x for p in pieces]),
-            torch.cat([sigma] * len(pieces)),
-            _cat_contexts([p.context for p in pieces]),
-            torch.cat(ys) if ys[0] is not None else None,
-            **extra,
-        ).chunk(len(pieces))
+        inputs = (torch.cat([p.x for p in pieces]), torch.cat([sigma] * len(pieces)),
+                  _cat_contexts([p.context for p in pieces]), torch.cat(ys) if ys[0] is not None else None)
+        control = None if first.control is None else first.control.residuals(model, *inputs, len(pieces))
+        extra = {} if control is None else {"control": control}
+        if first.concat is not None:
+            extra["c_concat"] = torch.cat([p.concat for p in pieces])
+        output = model.apply_model(*inputs, **extra).chunk(len(pieces))
         for out, (piece, index) in zip(output, batch):
             target, count = outs[index], counts[index]
             if piece.area is not None:
@@ -335,6 +339,10 @@ class CFGGuider:
             raise ValueError("guider has no conditioning: call set_conds(positive, negative) first")
         conds = {k: resolve_entries(v, self.model, latent_shape, device, k, latent_image, denoise_mask)
                  for k, v in self.original.items()}
+        if "negative" in conds:
+            from .control import share_controls
+
+            share_controls(conds["positive"], conds["negative"])
         for k in conds:
             for other in conds:
                 if other != k:
