@@ -187,19 +187,21 @@ class MaskCanvas(QWidget):
         self.update()
         super().leaveEvent(ev)
 
+    def _space(self, ev, down: bool) -> bool:
+        """Space held: the left button pans. True if ``ev`` was that key."""
+        if ev.key() != Qt.Key_Space or ev.isAutoRepeat():
+            return False
+        self.space_down = down
+        ev.accept()
+        return True
+
     def keyPressEvent(self, ev) -> None:
-        if ev.key() == Qt.Key_Space and not ev.isAutoRepeat():
-            self.space_down = True
-            ev.accept()
-            return
-        super().keyPressEvent(ev)
+        if not self._space(ev, True):
+            super().keyPressEvent(ev)
 
     def keyReleaseEvent(self, ev) -> None:
-        if ev.key() == Qt.Key_Space and not ev.isAutoRepeat():
-            self.space_down = False
-            ev.accept()
-            return
-        super().keyReleaseEvent(ev)
+        if not self._space(ev, False):
+            super().keyReleaseEvent(ev)
 
     # -- painting --------------------------------------------------------------------------------
     def paintEvent(self, ev) -> None:

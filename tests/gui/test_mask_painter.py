@@ -271,3 +271,18 @@ def test_a_read_only_input_folder_is_reported_and_the_painting_stays_open(input_
     assert out["status"].startswith("Not saved: ") and str(input_dir) in out["status"]
     assert out["image"] == "picture.png" and out["undo"] == 0
     assert sorted(p.name for p in input_dir.iterdir()) == before
+
+
+def test_with_space_held_the_left_button_pans_instead_of_painting(painter, qtbot):
+    canvas = painter.canvas
+    offset = QPointF(canvas.offset)
+    qtbot.keyPress(canvas, Qt.Key_Space)
+    send(canvas, "press", (10, 10))
+    send(canvas, "move", (10, 16))
+    send(canvas, "release", (10, 16))
+    qtbot.keyRelease(canvas, Qt.Key_Space)
+    assert math.isclose((canvas.offset - offset).y(), 6 * canvas.scale, rel_tol=1e-9)
+    assert not canvas.mask.any()
+    send(canvas, "press", (10, 10))
+    send(canvas, "release", (10, 10))
+    assert canvas.mask.any()  # Space up: the left button paints again
