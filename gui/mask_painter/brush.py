@@ -37,16 +37,19 @@ def dab(shape: tuple[int, int], x: float, y: float, size: float, hardness: float
     return (slice(top, bottom), slice(left, right)), coverage
 
 
-def apply_dab(mask: np.ndarray, x: float, y: float, size: float, hardness: float, erase: bool) -> None:
-    """Paint (raise the mask to the dab's coverage) or erase (lower it to 1 − coverage) in place."""
+def apply_dab(mask: np.ndarray, x: float, y: float, size: float, hardness: float, erase: bool
+              ) -> tuple[slice, slice] | None:
+    """Paint (raise the mask to the dab's coverage) or erase (lower it to 1 − coverage) in place; returns
+    the region it touched (None: the dab missed the mask)."""
     found = dab(mask.shape, x, y, size, hardness)
     if found is None:
-        return
+        return None
     region, coverage = found
     if erase:
         np.minimum(mask[region], 1.0 - coverage, out=mask[region])
     else:
         np.maximum(mask[region], coverage, out=mask[region])
+    return region
 
 
 def stroke_points(x0: float, y0: float, x1: float, y1: float, size: float) -> list[tuple[float, float]]:

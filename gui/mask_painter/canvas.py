@@ -20,12 +20,22 @@ TINT_OPACITY = 0.6
 MIN_SCALE, MAX_SCALE = 0.05, 40.0
 
 
-def overlay_image(mask: np.ndarray, tint: tuple[int, int, int] = TINT, opacity: float = TINT_OPACITY) -> QImage:
-    """The mask as a premultiplied-free RGBA QImage: ``tint`` with alpha = opacity × mask."""
-    h, w = mask.shape
-    rgba = np.empty((h, w, 4), np.uint8)
+def overlay_pixels(mask: np.ndarray, tint: tuple[int, int, int] = TINT, opacity: float = TINT_OPACITY) -> np.ndarray:
+    """The mask as RGBA pixels ``[H, W, 4]`` uint8 (not premultiplied): ``tint`` with alpha = opacity × mask."""
+    rgba = np.empty((*mask.shape, 4), np.uint8)
     rgba[..., :3] = tint
-    rgba[..., 3] = np.rint(np.clip(mask, 0.0, 1.0) * (255.0 * opacity)).astype(np.uint8)
+    rgba[..., 3] = _alpha(mask, opacity)
+    return rgba
+
+
+def _alpha(mask: np.ndarray, opacity: float = TINT_OPACITY) -> np.ndarray:
+    return np.rint(np.clip(mask, 0.0, 1.0) * (255.0 * opacity)).astype(np.uint8)
+
+
+def overlay_image(mask: np.ndarray) -> QImage:
+    """The mask tinted, as a QImage of its own."""
+    rgba = overlay_pixels(mask)
+    h, w = mask.shape
     return QImage(rgba.data, w, h, 4 * w, QImage.Format_RGBA8888).copy()
 
 
@@ -60,7 +70,7 @@ class MaskCanvas(QWidget):
         self.scale, self.offset = 1.0, QPointF(0, 0)
         self.space_down = False
         self._picture = QPixmap.fromImage(rgb_image(rgb))
-        self._overlay = overlay_image(self.mask)
+        self._set_overlay()
         self._last: QPointF | None = None      # image point of the stroke's last dab
         self._pan_from: QPointF | None = None  # widget point where a pan started
         self._cursor: QPointF | None = None
@@ -128,8 +138,15 @@ class MaskCanvas(QWidget):
             self.mask = after
             self._refresh()
 
+    def _set_overlay(self) -> None:
+        """The tinted mask drawn over the picture: a QImage over ``_rgba``'s memory, so that a stroke
+        updates only the pixels its dabs touch."""
+        h, w = self.mask.shape
+        self._rgba = overlay_pixels(self.mask)
+        self._overlay = QImage(self._rgba.data, w, h, 4 * w, QImage.Format_RGBA8888)
+
     def _refresh(self) -> None:
-        self._overlay = overlay_image(self.mask)
+        self._set_overlay()
         self.update()
         self.mask_changed.emit()
 
@@ -140,9 +157,10 @@ class MaskCanvas(QWidget):
         else:
             points = stroke_points(self._last.x(), self._last.y(), point.x(), point.y(), self.brush_size)
         for x, y in points:
-            apply_dab(self.mask, x, y, self.brush_size, self.hardness, erase)
+            region = apply_dab(self.mask, x, y, self.brush_size, self.hardness, erase)
+            if region is not None:
+                self._rgba[region + (3,)] = _alpha(self.mask[region])
         self._last = QPointF(point)
-        self._overlay = overlay_image(self.mask)
         self.update()
 
     # -- mouse -----------------------------------------------------------------------------------

@@ -286,3 +286,22 @@ def test_with_space_held_the_left_button_pans_instead_of_painting(painter, qtbot
     send(canvas, "press", (10, 10))
     send(canvas, "release", (10, 10))
     assert canvas.mask.any()  # Space up: the left button paints again
+
+
+def test_a_stroke_shows_tinted_on_the_canvas_at_once(painter):
+    canvas = painter.canvas
+    set_brush(painter, 8, 1.0)
+    at, away = canvas.to_widget(QPointF(24, 16)), canvas.to_widget(QPointF(24, 4))
+    before = canvas.grab().toImage()
+    send(canvas, "press", (14, 16))
+    send(canvas, "move", (34, 16))  # still held: the overlay follows the stroke before it ends
+    shown = canvas.grab().toImage()
+    send(canvas, "release", (34, 16))
+    dpr = shown.devicePixelRatio()
+
+    def colour(img, p):
+        return img.pixelColor(int(p.x() * dpr), int(p.y() * dpr))
+
+    assert colour(shown, away) == colour(before, away)
+    painted, plain = colour(shown, at), colour(before, at)
+    assert painted.blue() > plain.blue() and painted.red() > plain.red()  # magenta over the picture
