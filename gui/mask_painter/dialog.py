@@ -15,7 +15,7 @@ from PySide6.QtWidgets import (QButtonGroup, QDialog, QHBoxLayout, QLabel, QPush
 from nodegraph.errors import NodeGraphError
 
 from .canvas import MaskCanvas
-from .files import Picture, save_picture
+from .files import LOAD_IMAGE, Picture, save_picture
 
 
 def _slider(lo: int, hi: int, value: int) -> QSlider:
@@ -44,6 +44,7 @@ class MaskPainter(QDialog):
         layout.addLayout(self._buttons())
         self._shortcuts()
         self.canvas.mask_changed.connect(self._update_history_buttons)
+        self.graph = doc.graph  # another graph opened meanwhile has no node of ours
         self._update_history_buttons()
         self.resize(760, 640)
         self.canvas.setFocus()
@@ -125,8 +126,13 @@ class MaskPainter(QDialog):
             self.status.setStyleSheet("color: #e05555;")
             self.status.setText(f"Not saved: {exc}")
             return False
-        if self.node_id in self.doc.graph.nodes:
-            self.doc.set_param(self.node_id, "image", name)
         self.saved_name = name
+        node = self.doc.graph.nodes.get(self.node_id) if self.doc.graph is self.graph else None
+        if node is None or node.type != LOAD_IMAGE:
+            self.status.setStyleSheet("")
+            self.status.setText(f"Saved as {name} in {self.picture.folder}; its Load Image node is gone, "
+                                "so no node reads it yet.")
+            return True
+        self.doc.set_param(self.node_id, "image", name)
         self.accept()
         return True

@@ -305,3 +305,12 @@ def test_a_stroke_shows_tinted_on_the_canvas_at_once(painter):
     assert colour(shown, away) == colour(before, away)
     painted, plain = colour(shown, at), colour(before, at)
     assert painted.blue() > plain.blue() and painted.red() > plain.red()  # magenta over the picture
+
+
+def test_saving_after_the_node_was_deleted_keeps_the_file_and_says_no_node_reads_it(painter, input_dir):
+    doc = painter.doc
+    doc.delete(["1"])
+    steps = doc.undo.count()
+    assert painter.save() is True
+    assert painter.isVisible() and "no node reads it" in painter.status.text()
+    assert (input_dir / "picture-mask_00001_.png").is_file() and doc.undo.count() == steps
