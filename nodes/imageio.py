@@ -307,12 +307,17 @@ def save_animation(
     return path
 
 
-def save_new_png(image: Image.Image, folder: Path, stem: str, counter: int = 1) -> Path:
-    """Encode ``image`` as PNG and write it atomically to the first free ``<stem>_<counter>_.png`` in
-    ``folder`` (counting up from ``counter``; an existing file is never replaced). A WriteError names the
-    file when the folder cannot be written (read-only, full disk, …). The mask painter saves with it."""
+def save_new_png(image: Image.Image, folder: Path, stem: str, counter: int = 1,
+                 text: dict[str, str] | None = None) -> Path:
+    """Encode ``image`` as PNG (with ``text`` chunks) and write it atomically to the first free
+    ``<stem>_<counter>_.png`` in ``folder`` (counting up from ``counter``; an existing file is never
+    replaced). A WriteError names the file when the folder cannot be written (read-only, full disk, …).
+    The mask painter saves with it."""
+    info = PngImagePlugin.PngInfo()
+    for key, value in (text or {}).items():
+        info.add_text(key, value)
     buffer = io.BytesIO()
-    image.save(buffer, format="PNG", compress_level=4)
+    image.save(buffer, format="PNG", compress_level=4, pnginfo=info)
     path, _ = _write_new_file(Path(folder), stem, counter, buffer.getvalue())
     return path
 

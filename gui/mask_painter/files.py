@@ -5,7 +5,8 @@ The picture is the file the node reads (found in the input folders as Load Image
 alpha). Saving writes the picture's own RGB with alpha = 1 − mask to a NEW PNG — never over the
 original — beside the original inside its input folder (a picture given by a path outside the input
 folders goes to the first input folder), named ``<stem>-mask_<counter>_.png`` with a counter no input
-folder uses yet, so that Load Image finds exactly that file under the returned name.
+folder uses yet, so that Load Image finds exactly that file under the returned name. The original's
+PNG text chunks (a workflow saved in it, …) are copied into the new file, as ComfyUI's mask upload does.
 """
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ class Picture:
     subfolder: str     # the folder inside ``folder`` the new file goes to ("" or "a/b")
     rgb: np.ndarray    # [H, W, 3] uint8, EXIF orientation applied (as Load Image)
     mask: np.ndarray   # [H, W] float32 0..1 (1 = to repaint)
+    text: dict[str, str]  # the original's PNG text chunks (a workflow, …), kept in the new file as ComfyUI does
 
 
 def _input_folders() -> list[Path]:
@@ -54,8 +56,9 @@ def open_picture(name: str) -> Picture:
         raise PictureError("the built-in node pack (nodes) is not installed: it finds Load Image's files") from exc
     path = resolve_image(name)
     try:
-        with Image.open(path) as img:
-            img = ImageOps.exif_transpose(img)
+        with Image.open(path) as original:
+            text = {k: v for k, v in getattr(original, "text", {}).items() if isinstance(v, str)}
+            img = ImageOps.exif_transpose(original)
             rgba = np.asarray(img.convert("RGBA"))
             has_alpha = "A" in img.mode or "transparency" in img.info
     except OSError as exc:
@@ -63,7 +66,7 @@ def open_picture(name: str) -> Picture:
     rgb = np.ascontiguousarray(rgba[..., :3])
     mask = (1.0 - rgba[..., 3].astype(np.float32) / 255.0) if has_alpha else np.zeros(rgb.shape[:2], np.float32)
     folder, subfolder = _home(path.resolve())
-    return Picture(name, path, folder, subfolder, rgb, mask.astype(np.float32))
+    return Picture(name, path, folder, subfolder, rgb, mask.astype(np.float32), text)
 
 
 def _home(path: Path) -> tuple[Path, str]:
@@ -108,5 +111,6 @@ def save_picture(picture: Picture, mask: np.ndarray) -> str:
     target = picture.folder / picture.subfolder
     with writing(target, "create the folder"):
         target.mkdir(parents=True, exist_ok=True)
-    path = save_new_png(masked_image(picture.rgb, mask), target, stem, _first_free_counter(stem, picture.subfolder))
+    path = save_new_png(masked_image(picture.rgb, mask), target, stem, _first_free_counter(stem, picture.subfolder),
+                        text=picture.text)
     return path.name if not picture.subfolder else f"{picture.subfolder}/{path.name}"

@@ -314,3 +314,20 @@ def test_saving_after_the_node_was_deleted_keeps_the_file_and_says_no_node_reads
     assert painter.save() is True
     assert painter.isVisible() and "no node reads it" in painter.status.text()
     assert (input_dir / "picture-mask_00001_.png").is_file() and doc.undo.count() == steps
+
+
+def test_the_new_file_keeps_the_originals_png_text_chunks(make_window, input_dir):
+    from PIL import PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text("workflow", '{"nodes": []}')
+    Image.new("RGB", (W, H), (10, 20, 30)).save(input_dir / "with_text.png", pnginfo=info)
+    from gui.mask_painter import open_mask_painter
+
+    win = make_window(load_image_graph("with_text.png"))
+    painter = open_mask_painter(win.view, "1")
+    painter.canvas.invert()
+    painter.save_button.click()
+    saved = Image.open(input_dir / win.doc.graph.node("1").params["image"])
+    assert saved.text == {"workflow": '{"nodes": []}'}
+    assert np.asarray(saved)[..., 3].max() == 0  # all masked: alpha 0 everywhere
