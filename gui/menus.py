@@ -12,6 +12,7 @@ from PySide6.QtWidgets import QMenu
 from nodegraph.registry import CONTROL_MODES, ParamSpec
 
 from .editors import param_choices
+from .mask_painter import add_node_actions
 from .items.node import NodeItem
 from .items.wire import WireItem
 
@@ -45,6 +46,7 @@ class CanvasMenus:
             for name in NODE_MENU:
                 menu.addSeparator() if name is None else menu.addAction(view.actions_by_name[name])
             menu.addAction("Rename…", lambda: view.edit_title(item))
+            add_node_actions(menu, view, item.node_id)
         elif isinstance(item, WireItem):
             key = item.key
             menu.addAction("Add reroute point",

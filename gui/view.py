@@ -28,6 +28,7 @@ from .items.group import GroupItem
 from .items.node import TITLE_H, NodeItem, format_value
 from .items.reroute import RerouteItem
 from .items.wire import WireItem
+from .mask_painter import InputPreviews
 from .menus import CanvasMenus
 from .scene import GraphScene, WireDrag
 from .search import SearchPopup
@@ -68,6 +69,7 @@ class GraphView(QGraphicsView):
         self.inline = editors.InlineEditor(self.viewport())
         self.menus = CanvasMenus(self)
         self.clipboard = CanvasClipboard(self)
+        self.input_previews = InputPreviews(self)  # Load Image nodes show their picture and mask
         self._search_ctx: dict | None = None
         self.space_down = False  # Space held: the left button pans
         self._gesture: Gesture | None = None
