@@ -12,6 +12,7 @@ from PySide6.QtWidgets import QMenu
 from nodegraph.registry import CONTROL_MODES, ParamSpec
 
 from .editors import param_choices
+from .mask_painter import add_node_actions
 from .items.node import NodeItem
 from .items.wire import WireItem
 
@@ -47,6 +48,7 @@ class CanvasMenus:
             menu.addAction("Rename…", lambda: view.edit_title(item))
             if item.state == "failed":
                 menu.addAction("Error details…", lambda: view.details_requested.emit(item.node_id))
+            add_node_actions(menu, view, item.node_id)
         elif isinstance(item, WireItem):
             key = item.key
             menu.addAction("Add reroute point",

@@ -31,6 +31,7 @@ from .items.group import GroupItem
 from .items.node import TITLE_H, NodeItem
 from .items.reroute import RerouteItem
 from .items.wire import WireItem
+from .mask_painter import InputPreviews
 from .menus import CanvasMenus
 from .minimap import Minimap
 from .scene import GraphScene, WireDrag
@@ -77,6 +78,7 @@ class GraphView(QGraphicsView):
         self.inline = editors.InlineEditor(self.viewport())
         self.menus = CanvasMenus(self)
         self.clipboard = CanvasClipboard(self)
+        self.input_previews = InputPreviews(self)  # Load Image nodes show their picture and mask
         self._search_ctx: dict | None = None
         self.space_down = False  # Space held: the left button pans
         self._gesture: Gesture | None = None

@@ -26,6 +26,7 @@ MODULES: tuple[str, ...] = (
     "image_ops",
     "image_filters",
     "mask",
+    "inpaint",
     "compositing",
     "animation",
     "upscale",

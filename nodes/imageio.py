@@ -307,6 +307,21 @@ def save_animation(
     return path
 
 
+def save_new_png(image: Image.Image, folder: Path, stem: str, counter: int = 1,
+                 text: dict[str, str] | None = None) -> Path:
+    """Encode ``image`` as PNG (with ``text`` chunks) and write it atomically to the first free
+    ``<stem>_<counter>_.png`` in ``folder`` (counting up from ``counter``; an existing file is never
+    replaced). A WriteError names the file when the folder cannot be written (read-only, full disk, …).
+    The mask painter saves with it."""
+    info = PngImagePlugin.PngInfo()
+    for key, value in (text or {}).items():
+        info.add_text(key, value)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", compress_level=4, pnginfo=info)
+    path, _ = _write_new_file(Path(folder), stem, counter, buffer.getvalue())
+    return path
+
+
 def _write_new_file(folder: Path, stem: str, counter: int, data: bytes, suffix: str = ".png") -> tuple[Path, int]:
     """Write ``data`` atomically to the first free ``<stem>_<counter>_<suffix>``; return (path, counter).
     An OS failure (full disk, read-only folder, …) is a WriteError naming the file; nothing is left."""

@@ -19,7 +19,12 @@ _CAPS = "-dac_override,-dac_read_search,-fowner"
 
 def command(*args: str) -> list[str]:
     """``python -m nodegraph ARGS`` as an ordinary user would run it."""
-    cmd = [sys.executable, "-m", "nodegraph", *args]
+    return python("-m", "nodegraph", *args)
+
+
+def python(*args: str) -> list[str]:
+    """``python ARGS`` (a script, ``-c``, ``-m``) as an ordinary user would run it."""
+    cmd = [sys.executable, *args]
     if os.geteuid() != 0:
         return cmd
     setpriv = shutil.which("setpriv")

@@ -135,7 +135,8 @@ def detect_prediction(
             raise CheckpointError(path, f"cannot read the sidecar config {yaml_path.name}: {exc}") from None
         params = ((config or {}).get("model") or {}).get("params") or {}
         return ("v" if params.get("parameterization") == "v" else "eps"), "sidecar yaml"
-    if family == "sd2":
+    first = sd.get(UNET_PREFIX + "input_blocks.0.0.weight")
+    if family == "sd2" and (first is None or first.shape[1] == 4):  # SD2 inpainting (9 channels) is ε (ComfyUI)
         bias = sd.get(UNET_PREFIX + "output_blocks.11.1.transformer_blocks.0.norm1.bias")
         if bias is not None:
             return ("v" if torch.std(bias.float(), unbiased=False) > 0.09 else "eps"), "weight statistics"
@@ -250,6 +251,7 @@ def load_checkpoint(
         if reading is not None:
             reading.join()
     model = DiffusionModel.for_family(unet_model, family, pred)
+    model.source = path.name
     vae = vae_module.VAE(vae_model, family) if vae_model is not None else None
     model.preview_projection = projection_for(vae, family, path)  # lazy: fitted if the VAE is not SD's
     return LoadedCheckpoint(
@@ -271,6 +273,9 @@ def _build(path: Path, family: str, sd: dict[str, torch.Tensor], dtypes: tuple, 
         unet_config = unet_module.config_from_state_dict(unet_sd)
     except (ValueError, KeyError) as exc:
         raise CheckpointError(path, f"{family} U-Net weights are incomplete or damaged: {exc}") from None
+    if unet_config.in_channels not in (4, 8, 9):
+        raise CheckpointError(path, f"a {family} U-Net with {unet_config.in_channels} input channels; NodeGraph "
+                                    "runs 4 (text-to-image), 9 (inpainting) and 8 (InstructPix2Pix)")
     vae_config, problems = _vae_config(vae_sd)
     unet_model, missing, unexpected = fill_module(path, "U-Net", lambda: unet_module.UNetModel(unet_config),
                                                   unet_sd, dtype, device, mapping)

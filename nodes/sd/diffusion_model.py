@@ -37,6 +37,13 @@ class DiffusionModel:
             "height", "crop_w", "crop_h", "target_width", "target_height", "aesthetic_score", …).
     """
 
+    source: str | None = None
+    """The checkpoint file the U-Net came from (set by the loader; named in errors)."""
+    denoise_mask_fn: Callable[..., torch.Tensor] | None = None
+    """Consulted where the sampler applies a noise mask: ``fn(sigma, mask, {"model": this model,
+    "sigmas": the run's sigmas})`` returns the mask of this model call (ComfyUI's denoise_mask_function;
+    DifferentialDiffusion sets it on a copy of the model). None: the mask as given."""
+
     def __init__(self, unet: nn.Module, model_sampling: ModelSamplingDiscrete, family: str,
                  latent_scale: float, adm_fn: AdmFn | None = None) -> None:
         if family not in FAMILIES:
@@ -79,16 +86,22 @@ class DiffusionModel:
 
     # -- model call -----------------------------------------------------------------------------
     def apply_model(self, x: torch.Tensor, sigma: torch.Tensor, context: torch.Tensor,
-                    y: torch.Tensor | None = None, control: dict | None = None) -> torch.Tensor:
+                    y: torch.Tensor | None = None, c_concat: torch.Tensor | None = None,
+                    control: dict | None = None) -> torch.Tensor:
         """Denoised estimate D(x; σ) for a batch of noisy latents `x` at noise levels `sigma` [B].
 
         The U-Net sees x/√(σ²+1) and the timestep nearest to σ, in the U-Net's dtype; the result
-        is float32. `control` (ControlNet / T2I-Adapter residuals) is handed to the U-Net as is.
+        is float32. `c_concat` (inpainting and InstructPix2Pix U-Nets, see inpaint.py) is appended
+        to the scaled latent along the channels, unscaled. `control` (ControlNet / T2I-Adapter
+        residuals) is handed to the U-Net as is.
         """
         ms = self.model_sampling
         sigma = torch.as_tensor(sigma, device=x.device).reshape(-1).expand(x.shape[0])
         dtype = self.dtype
-        x_in = ms.calculate_input(sigma, x).to(dtype)
+        x_in = ms.calculate_input(sigma, x)
+        if c_concat is not None:
+            x_in = torch.cat([x_in, c_concat.to(x_in)], dim=1)
+        x_in = x_in.to(dtype)
         timesteps = ms.timestep(sigma).float()
         kwargs = {"context": context.to(dtype)}
         if y is not None:

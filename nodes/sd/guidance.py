@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from .diffusion_model import DiffusionModel
+from .inpaint import check_latent_channels, concat_input
 from .previews import StepCallback, StepInfo
 from .samplers import Sampler
 
@@ -43,6 +44,7 @@ class CondEntry:
     sigma_start: float | None = None  # active while σ ≤ sigma_start …
     sigma_end: float | None = None    # … and σ ≥ sigma_end
     y: torch.Tensor | None = None     # the U-Net's `y` (adm), [1 or B, channels]
+    concat: torch.Tensor | None = None  # extra input channels (inpainting/ip2p U-Nets), [B, c, H, W]
     control: Any = None               # a nodes.sd.control Control (options["control"]), or None
 
 
@@ -55,6 +57,7 @@ class _Piece:
     context: torch.Tensor
     y: torch.Tensor | None
     area: tuple[int, int, int, int] | None
+    concat: torch.Tensor | None = None
     control: Any = None
 
 
@@ -91,8 +94,11 @@ def _mask_bounds(mask: torch.Tensor) -> tuple[int, int, int, int]:
 
 
 def resolve_entries(entries: list[CondEntry], model: DiffusionModel, latent_shape: Sequence[int],
-                    device: torch.device, prompt_type: str) -> list[CondEntry]:
-    """Areas to latent pixels, masks to latent size, percents to σ, and each entry's `y`."""
+                    device: torch.device, prompt_type: str, latent_image: torch.Tensor | None = None,
+                    denoise_mask: torch.Tensor | None = None) -> list[CondEntry]:
+    """Areas to latent pixels, masks to latent size, percents to σ, and each entry's `y` and extra
+    input channels (`concat`: inpainting and InstructPix2Pix U-Nets, from the latent being sampled,
+    its noise mask and the entry's options; see inpaint.py)."""
     height, width = int(latent_shape[2]), int(latent_shape[3])
     ms = model.model_sampling
     resolved = []
@@ -122,7 +128,9 @@ def resolve_entries(entries: list[CondEntry], model: DiffusionModel, latent_shap
         if model.adm_fn is not None:
             adm_opts = {"width": width * 8, "height": height * 8, "prompt_type": prompt_type, **opts}
             y = model.encode_adm(adm_opts, 1, device, torch.float32)
-        resolved.append(replace(e, area=area, mask=mask, sigma_start=sigma_start, sigma_end=sigma_end, y=y))
+        concat = concat_input(model, opts, latent_shape, device, latent_image, denoise_mask)
+        resolved.append(replace(e, area=area, mask=mask, sigma_start=sigma_start, sigma_end=sigma_end, y=y,
+                                concat=concat))
     return resolved
 
 
@@ -152,7 +160,8 @@ def add_matching_areas(entries: list[CondEntry], others: list[CondEntry]) -> Non
                     smallest = e
         if smallest is None or smallest.area == c.area:
             continue
-        entries.append(replace(c, context=smallest.context, y=smallest.y, options=smallest.options))
+        entries.append(replace(c, context=smallest.context, y=smallest.y, options=smallest.options,
+                               concat=smallest.concat))
 
 
 # -- one model evaluation over all entries --------------------------------------------------------
@@ -191,7 +200,11 @@ def _piece(e: CondEntry, x: torch.Tensor, sigma: torch.Tensor) -> _Piece | None:
             _feather(mult, area, x.shape)
     batch = x.shape[0]
     y = None if e.y is None else _repeat_to_batch(e.y, batch)
-    return _Piece(x_in, mult, _repeat_to_batch(e.context, batch), y, area, e.control)
+    concat = e.concat
+    if concat is not None and area is not None:
+        concat = concat[:, :, area[2]:area[2] + area[0], area[3]:area[3] + area[1]]
+    concat = None if concat is None else _repeat_to_batch(concat, batch)
+    return _Piece(x_in, mult, _repeat_to_batch(e.context, batch), y, area, concat, e.control)
 
 
 def _feather(mult: torch.Tensor, area: tuple, full_shape: torch.Size) -> None:
@@ -211,6 +224,8 @@ def _can_batch(a: _Piece, b: _Piece) -> bool:
     if a.x.shape != b.x.shape or a.control is not b.control:
         return False
     if (a.y is None) != (b.y is None) or (a.y is not None and a.y.shape != b.y.shape):
+        return False
+    if (a.concat is None) != (b.concat is None) or (a.concat is not None and a.concat.shape != b.concat.shape):
         return False
     sa, sb = a.context.shape, b.context.shape
     if sa != sb:
@@ -260,6 +275,8 @@ def calc_cond_batch(model: DiffusionModel, cond_lists: Sequence[list[CondEntry] 
                   _cat_contexts([p.context for p in pieces]), torch.cat(ys) if ys[0] is not None else None)
         control = None if first.control is None else first.control.residuals(model, *inputs, len(pieces))
         extra = {} if control is None else {"control": control}
+        if first.concat is not None:
+            extra["c_concat"] = torch.cat([p.concat for p in pieces])
         output = model.apply_model(*inputs, **extra).chunk(len(pieces))
         for out, (piece, index) in zip(output, batch):
             target, count = outs[index], counts[index]
@@ -313,11 +330,15 @@ class CFGGuider:
     def set_cfg(self, cfg: float) -> None:
         self.cfg = float(cfg)
 
-    def prepare(self, latent_shape: Sequence[int], device: torch.device) -> None:
-        """Resolve the conditioning for a latent of `latent_shape` (call before using the guider)."""
+    def prepare(self, latent_shape: Sequence[int], device: torch.device, latent_image: torch.Tensor | None = None,
+                denoise_mask: torch.Tensor | None = None) -> None:
+        """Resolve the conditioning for a latent of `latent_shape` (call before using the guider);
+        `latent_image` (in the U-Net's space) and `denoise_mask` (at latent shape) feed the extra
+        inputs of inpainting and InstructPix2Pix U-Nets."""
         if "positive" not in self.original:
             raise ValueError("guider has no conditioning: call set_conds(positive, negative) first")
-        conds = {k: resolve_entries(v, self.model, latent_shape, device, k) for k, v in self.original.items()}
+        conds = {k: resolve_entries(v, self.model, latent_shape, device, k, latent_image, denoise_mask)
+                 for k, v in self.original.items()}
         if "negative" in conds:
             from .control import share_controls
 
@@ -348,7 +369,8 @@ class CFGGuider:
 
         As ComfyUI: a non-zero latent is scaled in (×scale factor); the start is latent + noise·σ_0,
         or noise·√(1+σ_0²) from σ_max; `seed` seeds the sampler's own noise; with `denoise_mask`
-        (1 = repaint) the unmasked region is held to the latent noised to the current σ.
+        (1 = repaint) the unmasked region is held to the latent noised to the current σ, and a run that
+        ends at σ = 0 returns the latent itself wherever the mask is 0.
         """
         if sigmas.shape[-1] == 0:
             return latent_image
@@ -359,11 +381,14 @@ class CFGGuider:
         latent = latent_image.to(device)
         if torch.count_nonzero(latent) > 0:  # an empty latent stays empty (ComfyUI)
             latent = model.process_in(latent)
-        self.prepare(noise.shape, device)
+        check_latent_channels(model, latent)
+        if denoise_mask is not None:
+            denoise_mask = prepare_mask(denoise_mask, noise.shape, device)
+        self.prepare(noise.shape, device, latent, denoise_mask)
 
         denoiser = self
         if denoise_mask is not None:
-            denoiser = self._inpainting(prepare_mask(denoise_mask, noise.shape, device), latent, noise, sampler, seed)
+            denoiser = self._inpainting(denoise_mask, latent, noise, sampler, seed, sigmas)
         x = ms.noise_scaling(sigmas[0], noise, latent, ms.is_max_denoise(sigmas))
         total = len(sigmas) - 1
 
@@ -374,20 +399,29 @@ class CFGGuider:
 
         samples = sampler(denoiser, x, sigmas, extra_args={"seed": seed, "model_sampling": ms},
                           callback=report if callback is not None else None)
-        samples = ms.inverse_noise_scaling(sigmas[-1], samples)
-        return model.process_out(samples.to(torch.float32))
+        samples = model.process_out(ms.inverse_noise_scaling(sigmas[-1], samples).to(torch.float32))
+        if denoise_mask is not None and sigmas[-1] == 0:
+            # Where the mask is 0 the result is the latent itself — also for the samplers that stop short of
+            # σ = 0 (dpm_fast, dpm_adaptive, uni_pc), which in ComfyUI leave their last noise level there.
+            samples = torch.where(denoise_mask == 0, latent_image.to(samples), samples)
+        return samples
 
-    def _inpainting(self, mask, latent, noise, sampler: Sampler, seed):
-        """Denoiser that keeps mask-0 regions on the noised original latent (ComfyUI's KSamplerX0Inpaint)."""
+    def _inpainting(self, mask, latent, noise, sampler: Sampler, seed, sigmas):
+        """Denoiser that keeps mask-0 regions on the noised original latent (ComfyUI's KSamplerX0Inpaint):
+        before each model call x is put back to latent + noise·σ outside the mask, and the denoised
+        output is the latent there. The model's `denoise_mask_fn` (DifferentialDiffusion), if set,
+        gives the mask of each step."""
         if sampler.random_inpaint_noise:
             generator = torch.Generator().manual_seed((41 if seed is None else int(seed)) + 1)
             noise = torch.randn(noise.shape, generator=generator).to(noise.dtype).to(noise.device)
-        keep = 1.0 - mask
         ms = self.model.model_sampling
+        mask_fn = getattr(self.model, "denoise_mask_fn", None)
 
         def denoise(x, sigma, **kwargs):
-            x = x * mask + ms.noise_scaling(sigma, noise, latent) * keep
-            return self(x, sigma, **kwargs) * mask + latent * keep
+            step_mask = mask if mask_fn is None else mask_fn(sigma, mask, {"model": self.model, "sigmas": sigmas})
+            keep = 1.0 - step_mask
+            x = x * step_mask + ms.noise_scaling(sigma, noise, latent) * keep
+            return self(x, sigma, **kwargs) * step_mask + latent * keep
 
         return denoise
 

@@ -11,6 +11,7 @@ context and ``adm`` widths follow the tiny text encoders, so a tiny checkpoint r
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import struct
@@ -124,10 +125,12 @@ def tiny_unet_config(family: str, text_sd: Mapping[str, torch.Tensor]) -> unet.U
 
 
 def random_checkpoint_state_dict(family: str, *, tiny: bool = True, dtype: torch.dtype = torch.float32,
-                                 seed: int = 0) -> dict[str, torch.Tensor]:
-    """All tensors of a random single-file checkpoint of ``family`` under their full keys."""
+                                 seed: int = 0, in_channels: int = 4) -> dict[str, torch.Tensor]:
+    """All tensors of a random single-file checkpoint of ``family`` under their full keys (``in_channels``
+    9: an inpainting U-Net, 8: an InstructPix2Pix one)."""
     text_sd = text_encoders.text_encoder_state_dicts(family, tiny=tiny, seed=seed + 2, dtype=dtype)
     unet_config = tiny_unet_config(family, text_sd) if tiny else unet.full_config(family)
+    unet_config = dataclasses.replace(unet_config, in_channels=in_channels)
     vae_config = vae.tiny_config(family) if tiny else vae.full_config(family)
     out: dict[str, torch.Tensor] = {}
     model = random_unet(unet_config, seed, dtype)
@@ -150,15 +153,17 @@ def write_random_checkpoint(
     seed: int = 0,
     metadata: Mapping[str, str] | None = None,
     extra_tensors: Mapping[str, torch.Tensor] | None = None,
+    in_channels: int = 4,
 ) -> Path:
     """Write a random-weight single-file checkpoint of ``family`` to ``path``; returns the path.
 
     ``prediction`` ("eps" or "v") is recorded as safetensors metadata ``modelspec.prediction_type``
     ("epsilon"/"v"); None records nothing (the loader then falls back to its other routes).
     ``metadata`` adds metadata entries; ``extra_tensors`` adds tensors (e.g. a ``v_pred`` marker key).
-    The same ``family``/``tiny``/``dtype``/``seed`` always give the same weights.
+    ``in_channels`` 9 writes an inpainting checkpoint (SD1.5-/SD2-/SDXL-inpainting), 8 an InstructPix2Pix one.
+    The same ``family``/``tiny``/``dtype``/``seed``/``in_channels`` always give the same weights.
     """
-    tensors = random_checkpoint_state_dict(family, tiny=tiny, dtype=dtype, seed=seed)
+    tensors = random_checkpoint_state_dict(family, tiny=tiny, dtype=dtype, seed=seed, in_channels=in_channels)
     if extra_tensors:
         tensors.update(extra_tensors)
     meta: dict[str, str] = {}

@@ -18,10 +18,13 @@ CHECKPOINTS = {
     "sd_xl_refiner_1.0.safetensors": "sdxl_refiner",
     "dreamshaper_8.safetensors": "sd1",  # the LoRA templates' checkpoint
 }
+INPAINT_CHECKPOINTS = {"512-inpainting-ema.safetensors": "sd2"}  # written with a 9-channel (inpainting) U-Net
 LORAS = ("blindbox_v1_mix.safetensors", "MoXinV1.safetensors")  # the LoRA templates' LoRAs
 ESRGAN_4X = "RealESRGAN_x4plus.safetensors"
 VAE = "vae-ft-mse-840000-ema-pruned.safetensors"  # the area composition templates' VAE
 INPUT_IMAGE = "image2image_input_image.jpg"
+MASKED_INPUT_IMAGES = ("inpaint_example_input_image.png", "inpaint_model_outpainting_input_image.png")
+"""The inpainting templates' images: PNGs whose alpha is 0 (a hole: Load Image's MASK 1) in a square."""
 
 
 def templates_dir() -> Path:

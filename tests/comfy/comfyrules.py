@@ -43,6 +43,8 @@ WIDGETS: dict[str, list[Any]] = {
     "VAELoader": ["vae_name"],
     "ConditioningCombine": [],
     "ConditioningSetArea": ["width", "height", "x", "y", "strength"],
+    "VAEEncodeForInpaint": ["grow_mask_by"],
+    "ImagePadForOutpaint": ["left", "top", "right", "bottom", "feathering"],
 }
 
 R = 16384  # ComfyUI's MAX_RESOLUTION
@@ -107,6 +109,11 @@ PARAMS: dict[str, list[tuple[Any, ...]]] = {
     "SaveAnimatedPNG": [("filename_prefix",), ("fps", 6.0, 0.01, 1000.0), ("compress_level", 4, 0, 9)],
     "ImagePadForOutpaint": [("left", 0, 0, R), ("top", 0, 0, R), ("right", 0, 0, R), ("bottom", 0, 0, R),
                             ("feathering", 40, 0, R)],
+    # the inpainting nodes (nodes.py, comfy_extras/nodes_ip2p.py)
+    "VAEEncodeForInpaint": [("grow_mask_by", 6, 0, 64)],
+    "SetLatentNoiseMask": [],
+    "InpaintModelConditioning": [("noise_mask", True)],
+    "InstructPixToPixConditioning": [],
     "ConditioningSetArea": [("width", 64, 64, R), ("height", 64, 64, R), ("x", 0, 0, R), ("y", 0, 0, R),
                             ("strength", 1.0, 0.0, 10.0)],
     "ConditioningSetAreaPercentage": [("width", 1.0, 0.0, 1.0), ("height", 1.0, 0.0, 1.0), ("x", 0.0, 0.0, 1.0),

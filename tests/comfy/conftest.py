@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from comfykit import CHECKPOINTS, ESRGAN_4X, INPUT_IMAGE, LORAS, VAE
+from comfykit import CHECKPOINTS, ESRGAN_4X, INPAINT_CHECKPOINTS, INPUT_IMAGE, LORAS, MASKED_INPUT_IMAGES, VAE
 
 from nodegraph import RunOptions
 from nodegraph.api import Session
@@ -53,6 +53,8 @@ def models_dir(tmp_path_factory) -> Path:
     (root / "checkpoints").mkdir()
     for i, (name, family) in enumerate(CHECKPOINTS.items()):
         write_random_checkpoint(root / "checkpoints" / name, family, seed=i)
+    for i, (name, family) in enumerate(INPAINT_CHECKPOINTS.items()):
+        write_random_checkpoint(root / "checkpoints" / name, family, seed=20 + i, in_channels=9)
     (root / "loras").mkdir()
     for i, name in enumerate(LORAS):
         write_random_lora(root / "loras" / name, "sd1", seed=100 + i)
@@ -68,13 +70,18 @@ def models_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def input_dir(tmp_path_factory) -> Path:
-    """An input folder with the image the image2image template loads (64×64, deterministic)."""
+    """An input folder with the images the image2image and inpainting templates load (64×64, deterministic;
+    the inpainting ones with a transparent square)."""
     import numpy as np
     from PIL import Image
 
     folder = tmp_path_factory.mktemp("input")
     pixels = np.random.RandomState(0).randint(0, 256, size=(64, 64, 3), dtype=np.uint8)
     Image.fromarray(pixels).save(folder / INPUT_IMAGE, quality=95)
+    alpha = np.full((64, 64, 1), 255, dtype=np.uint8)
+    alpha[16:40, 20:44] = 0
+    for name in MASKED_INPUT_IMAGES:
+        Image.fromarray(np.concatenate([pixels, alpha], axis=-1), "RGBA").save(folder / name)
     return folder
 
 

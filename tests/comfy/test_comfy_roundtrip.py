@@ -19,7 +19,8 @@ ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted(p for p in (ROOT / "examples").glob("*.json") if p.name != "hello.json")
 CLASSIC = ["default", "image2image", "hiresfix_latent_workflow", "hiresfix_esrgan_workflow", "esrgan_example",
            "latent_upscale_different_prompt_model", "sdxl_simple_example", "sdxl_refiner_prompt_example",
-           "area_composition", "area_composition_square_area_for_subject"]
+           "area_composition", "area_composition_square_area_for_subject", "inpaint_example",
+           "inpaint_model_outpainting"]
 API_FIXTURES = ["comfyui_basic_api_example.json", "default.api.json", "image2image.api.json",
                 "sdxl_simple_example.api.json", "hiresfix_esrgan_workflow.api.json"]
 

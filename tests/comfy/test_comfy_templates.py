@@ -44,6 +44,11 @@ CLASSIC = {
     "area_composition_square_area_for_subject": (["5.width=128", "5.height=128", "3.steps=1", "46.width=64",
                                                   "46.height=64", "46.y=64", "22.width=160", "22.height=160",
                                                   "24.steps=2"], {"9": (128, 128), "32": (160, 160)}),
+    # SD2 inpainting checkpoint; the image scaled to 0.01 MP (102×102, cut to 96×96 for the VAE), its alpha the mask
+    "inpaint_example": (["33.megapixels=0.01", "3.steps=2"], {"9": (96, 96)}),
+    # 102×102 padded by 8, 8, 8, 16 (118×126) and cut to 112×120
+    "inpaint_model_outpainting": (["38.megapixels=0.01", "30.left=8", "30.top=8", "30.right=8", "30.bottom=16",
+                                   "3.steps=2"], {"9": (112, 120)}),
 }
 
 

@@ -40,9 +40,12 @@ def unet_family(config) -> str:
 
 
 def _fits(control_unet, unet) -> bool:
-    fields = ("model_channels", "channel_mult", "num_res_blocks", "context_dim", "adm_in_channels", "in_channels",
+    # A control model sees the noisy latent without an inpainting/ip2p U-Net's extra input channels,
+    # so its input width is compared with the latent's (the U-Net's output), as ComfyUI lets one run.
+    fields = ("model_channels", "channel_mult", "num_res_blocks", "context_dim", "adm_in_channels",
               "use_linear_in_transformer")
-    return all(getattr(control_unet, f) == getattr(unet, f) for f in fields)
+    return control_unet.in_channels == unet.out_channels and \
+        all(getattr(control_unet, f) == getattr(unet, f) for f in fields)
 
 
 @dataclass(eq=False)
