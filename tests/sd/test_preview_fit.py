@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -61,8 +62,7 @@ def test_fitted_projection_follows_the_demo_vae_decode_better_than_sd15_factors(
 
 
 def test_stable_diffusions_own_vae_keeps_the_published_factors():
-    vae = VAE(AutoencoderKL.__new__(AutoencoderKL), "sd1")
-    vae.model.config = full_config("sd1")  # only the architecture is looked at: no weights needed
+    vae = VAE(SimpleNamespace(config=full_config("sd1")), "sd1")  # only the architecture is looked at
     assert preview_fit.projection_for(vae, "sd1") is None
 
 
