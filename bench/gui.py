@@ -13,7 +13,12 @@ node types from tests/gui/testpack, shaped like the SD pack's):
 The reference, measured in the same run and interleaved, is the same drag on a scene of plain
 ``QGraphicsRectItem``s (Qt's own cheapest items, same count, sizes and selection): the ratio tells
 what our painting costs over Qt's floor. Run it with ``flock /tmp/ng-heavy.lock``. The last line
-is JSON with ``open_500_s``, ``drag_500_ms``, ``drag_2000_ms``, ``zoomout_2000_ms``.
+is JSON with ``open_500_s``, ``drag_500_ms``, ``drag_2000_ms``, ``zoomout_2000_ms``, and:
+
+- ``fit_text_px``: the smallest text height in screen pixels right after opening each of ComfyUI's
+  classic templates (comfyui-workflow-templates) in a 1600x1000 window, which fits it (target ≥ 9);
+- ``queue_submit_ms``: Ctrl+Enter pressed on the canvas while a run is going → the queued item is
+  listed in the Queue panel (median of several presses; target ≤ 50).
 """
 from __future__ import annotations
 
@@ -32,11 +37,12 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests" / "gui"))
 
 from PySide6.QtCore import QEvent, QObject, QPointF, Qt  # noqa: E402
-from PySide6.QtGui import QMouseEvent  # noqa: E402
+from PySide6.QtGui import QKeyEvent, QMouseEvent  # noqa: E402
 from PySide6.QtWidgets import (QApplication, QGraphicsItem, QGraphicsRectItem,  # noqa: E402
                                QGraphicsScene, QGraphicsView)
 
 import graphs  # noqa: E402
+from textsize import texts_in_view  # noqa: E402
 from gui import app as gui_app  # noqa: E402
 from gui.files import AppSettings  # noqa: E402
 from nodegraph import format as graph_format  # noqa: E402
@@ -215,6 +221,80 @@ def bench_size(n: int, tmp: Path, session: Session) -> dict:
     }
 
 
+CLASSIC_TEMPLATES = ("default", "image2image", "hiresfix_latent_workflow", "hiresfix_esrgan_workflow",
+                     "esrgan_example", "latent_upscale_different_prompt_model", "sdxl_simple_example")
+
+
+def bench_fit_text(tmp: Path) -> dict[str, float]:
+    """Smallest on-screen text height (px) after File > Open of each classic template (the window
+    fits the graph on open), with the built-in nodes."""
+    from comfyui_workflow_templates import get_templates_path
+
+    from nodegraph.plugins import load_registry
+
+    app = QApplication.instance()
+    session = Session(load_registry(builtin=True, entry_points=False, folders=[], user=False))
+    win = gui_app.open_window(session, AppSettings.in_folder(tmp / "settings_templates"))
+    win.resize(1600, 1000)
+    smallest = {}
+    for name in CLASSIC_TEMPLATES:
+        assert win.load(Path(get_templates_path()) / f"{name}.json"), name
+        app.processEvents()
+        texts = texts_in_view(win.view)
+        smallest[name] = round(min(px for px, _ in texts), 2) if texts else 0.0
+        win.doc.undo.setClean()
+    win.close()
+    app.processEvents()
+    return smallest
+
+
+def _press_run(view) -> None:
+    vp = view.viewport()
+    for kind in (QEvent.KeyPress, QEvent.KeyRelease):
+        QApplication.sendEvent(vp, QKeyEvent(kind, Qt.Key_Return, Qt.ControlModifier))
+
+
+def _pending_rows(panel) -> set[str]:
+    """Ids of the items the Queue panel lists as pending."""
+    from gui.panels.queue import ID_ROLE
+
+    rows = (panel.tree.topLevelItem(i) for i in range(panel.tree.topLevelItemCount()))
+    return {row.data(0, ID_ROLE) for row in rows if row.data(1, ID_ROLE) == "pending"}
+
+
+def bench_queue_submit(tmp: Path, session: Session, presses: int = 9) -> list[float]:
+    """ms from Ctrl+Enter during a run to the new pending row in the Queue panel, per press."""
+    app = QApplication.instance()
+    graph = graphs.image_graph()
+    graph.nodes["2"].params.update(steps=10_000, delay=0.05)  # a run that lasts until stopped
+    path = tmp / "slow.json"
+    graph_format.save(graph, path)
+    win = gui_app.open_window(session, AppSettings.in_folder(tmp / "settings_queue"))
+    win.resize(1600, 1000)
+    win.load(path)
+    app.processEvents()
+    _press_run(win.view)
+    deadline = time.monotonic() + 30
+    while (win.runner.queue.running() is None or _pending_rows(win.queue_panel)) and time.monotonic() < deadline:
+        app.processEvents()
+        time.sleep(0.005)
+    times = []
+    for _ in range(presses):
+        before = _pending_rows(win.queue_panel)
+        t0 = time.perf_counter()
+        _press_run(win.view)
+        while not _pending_rows(win.queue_panel) - before and time.perf_counter() - t0 < 5:
+            app.processEvents()
+        times.append((time.perf_counter() - t0) * 1000)
+    win.runner.cancel_all()
+    win.runner.wait(30_000)
+    app.processEvents()
+    win.doc.undo.setClean()
+    win.close()
+    app.processEvents()
+    return times
+
+
 def main() -> None:
     app = gui_app.ensure_app()
     registry = graphs.registry()
@@ -231,6 +311,10 @@ def main() -> None:
               f"(x{r['zoomout_scale']}) {r['zoomout_ms']:.2f} ms (plain {r['zoomout_ref_ms']:.2f}; "
               f"first paint after zooming {r['zoomout_first_ms']:.2f} ms)",
               flush=True)
+    fit_text = bench_fit_text(tmp)
+    print("smallest text after Open+Fit (px): " + ", ".join(f"{k} {v}" for k, v in fit_text.items()), flush=True)
+    submit = bench_queue_submit(tmp, session)
+    print("Run during a run -> row in the Queue panel (ms): " + ", ".join(f"{t:.1f}" for t in submit), flush=True)
     del app
     out = {
         "open_100_s": results[100]["open_s"], "open_500_s": results[500]["open_s"],
@@ -243,6 +327,8 @@ def main() -> None:
         "zoomout_500_ms": results[500]["zoomout_ms"], "zoomout_2000_ms": results[2000]["zoomout_ms"],
         "zoomout_ref_2000_ms": results[2000]["zoomout_ref_ms"],
         "zoomout_first_2000_ms": results[2000]["zoomout_first_ms"],
+        "fit_text_px": min(fit_text.values()),
+        "queue_submit_ms": round(statistics.median(submit), 2),
     }
     print(json.dumps(out))
 

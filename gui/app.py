@@ -56,11 +56,13 @@ def ensure_app(argv: list[str] | None = None) -> QApplication:
     return app
 
 
-def open_window(session: Session, settings: AppSettings | None = None, path: str | None = None):
-    """A new editor window (shown), optionally opening ``path``."""
+def open_window(session: Session, settings: AppSettings | None = None, path: str | None = None,
+                shared=None):
+    """A new editor window (shown), optionally opening ``path``; ``shared``: the run queue of the
+    window it was opened from (``gui.runner.SharedQueue``)."""
     from .window import MainWindow
 
-    win = MainWindow(session, settings)
+    win = MainWindow(session, settings, shared=shared)
     _windows.append(win)
     win.destroyed.connect(lambda *_: _windows.remove(win) if win in _windows else None)
     win.show()

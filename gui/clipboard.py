@@ -41,9 +41,9 @@ class CanvasClipboard:
             self.view.delete_selection()
             doc.undo.endMacro()
 
-    def paste(self) -> list[str]:
+    def paste(self, keep_links: bool = False) -> list[str]:
         """Paste a fragment at the cursor; returns the new node ids (none if the clipboard holds
-        no graph)."""
+        no graph). ``keep_links``: see :meth:`paste_with_links`."""
         mime = QApplication.clipboard().mimeData()
         if mime is None:
             return []
@@ -55,9 +55,14 @@ class CanvasClipboard:
             return []
         view = self.view
         at = view.mapToScene(view.cursor_view_pos())
-        ids = view.doc.paste(text, (at.x(), at.y()))
+        ids = view.doc.paste(text, (at.x(), at.y()), keep_links)
         view.select_ids(ids)
         return ids
+
+    def paste_with_links(self) -> list[str]:
+        """Ctrl+Shift+V, as in ComfyUI: paste, and wire the pasted nodes' inputs to the nodes that
+        fed the copied ones (in the same document, where they still are)."""
+        return self.paste(keep_links=True)
 
     def duplicate(self) -> list[str]:
         """A copy of the selected nodes beside them, selected."""

@@ -19,7 +19,10 @@ from nodegraph import format as graph_format
 from nodegraph.graph import Graph, Group, Link, Node
 from nodegraph.registry import Registry
 
-from . import commands, graphops
+from . import commands, defaults, graphops
+
+SHIPPED = Path(__file__).resolve().parent.parent / "examples"
+"""The example graphs that come with NodeGraph: they open as untitled copies."""
 
 
 class Document(QObject):
@@ -38,6 +41,8 @@ class Document(QObject):
         self.undo = QUndoStack(self)
         self.doc_id = uuid.uuid4().hex
         self.recovered = False
+        self.origin: Path | None = None
+        """The file an untitled copy was opened from (a shipped example, a read-only file)."""
 
     # -- files -----------------------------------------------------------------------------
     @property
@@ -45,13 +50,16 @@ class Document(QObject):
         return not self.undo.isClean() or self.recovered
 
     def display_name(self) -> str:
-        return self.path.name if self.path else "untitled"
+        if self.path:
+            return self.path.name
+        return f"{self.origin.name} (copy)" if self.origin else "untitled"
 
-    def replace_graph(self, graph: Graph, path: Path | None) -> None:
+    def replace_graph(self, graph: Graph, path: Path | None, origin: Path | None = None) -> None:
         """Show another graph (Open, New, Recover): the undo history starts over."""
         self.undo.clear()
         self.graph = graph
         self.path = Path(path) if path else None
+        self.origin = origin
         self.recovered = False
         self.graph_replaced.emit()
         self.path_changed.emit()
@@ -62,8 +70,11 @@ class Document(QObject):
         from nodegraph.opening import open_graph
 
         opened = open_graph(path, self.registry.nodes)
-        # An image or a ComfyUI file is not the graph's file: saving asks for a new name.
-        self.replace_graph(opened.graph, Path(path) if opened.keeps_path else None)
+        # An image or a ComfyUI file is not the graph's file, nor is a shipped example or a file we
+        # cannot write: the graph opens untitled, and saving asks for a name.
+        keep = opened.keeps_path and not read_only(Path(path))
+        self.replace_graph(opened.graph, Path(path) if keep else None,
+                           None if keep or not opened.keeps_path else Path(path))
         return opened
 
     def save(self, path: str | os.PathLike[str] | None = None) -> Path:
@@ -74,6 +85,7 @@ class Document(QObject):
         graph_format.save(self.graph, target)
         if self.path != target:
             self.path = target
+            self.origin = None
             self.path_changed.emit()
         self.recovered = False
         self.undo.setClean()
@@ -110,11 +122,19 @@ class Document(QObject):
         return dst not in self.graph.upstream([src]).nodes
 
     # -- edits -----------------------------------------------------------------------------
+    options = None
+    """The run options choices are listed with (the window sets its session's)."""
+
     def new_node(self, type_id: str, pos: tuple[float, float]) -> Node:
-        """A node of ``type_id`` with default params and a fresh id (not added yet)."""
+        """A node of ``type_id`` with a fresh id, not added yet: default params made to work (the
+        first model file, the checkpoint's native size; see gui.defaults), at the free spot
+        nearest ``pos`` when the canvas set ``placer``."""
         spec = self.registry[type_id]
-        return Node(self.graph.new_id(), type_id, spec.default_params(),
-                    (round(pos[0]), round(pos[1])))
+        params = defaults.new_node_params(spec, self.graph, self.registry, self.options)
+        node = Node(self.graph.new_id(), type_id, params, (round(pos[0]), round(pos[1])))
+        if self.placer is not None:
+            node.pos = self.placer(node)
+        return node
 
     def add_node(self, type_id: str, pos: tuple[float, float],
                  link_from: tuple[str, str] | None = None,
@@ -249,6 +269,8 @@ class Document(QObject):
 
     node_size_hint = None
     """Set by the canvas: ``f(node_id) -> (w, h)`` of the painted node (for group frames)."""
+    placer = None
+    """Set by the canvas: ``f(new node) -> (x, y)``, where the node goes (a free spot)."""
 
     def _node_rect(self, node_id: str) -> tuple[float, float, float, float]:
         node = self.graph.node(node_id)
@@ -265,10 +287,13 @@ class Document(QObject):
                                               "Rename group"))
 
     def copy_text(self, node_ids: list[str]) -> str:
-        return graphops.fragment_text(self.graph, node_ids)
+        return graphops.fragment_text(self.graph, node_ids, self.doc_id)
 
-    def paste(self, text: str, at: tuple[float, float] | None) -> list[str]:
-        """Paste a fragment (clipboard text) with its top-left node at ``at``; returns new ids."""
+    def paste(self, text: str, at: tuple[float, float] | None, keep_links: bool = False) -> list[str]:
+        """Paste a fragment (clipboard text) with its top-left node at ``at``; returns new ids.
+        ``keep_links`` (ComfyUI's Ctrl+Shift+V): the links that came into the copied nodes from
+        other nodes of this document come into the pasted ones too, where those nodes still are
+        and the link is allowed."""
         frag = graphops.parse_fragment(text)
         if frag is None or not len(frag):
             return []
@@ -277,10 +302,25 @@ class Document(QObject):
             offset = (30.0, 30.0)
         else:
             offset = (at[0] - b[0], at[1] - b[1])
-        nodes, links, groups = graphops.remap_fragment(self.graph, frag, offset)
+        mapping: dict[str, str] = {}
+        nodes, links, groups = graphops.remap_fragment(self.graph, frag, offset, mapping)
+        if keep_links and frag.meta.get("source") == self.doc_id:
+            links += [lk for lk in graphops.links_in(frag, self.graph, mapping)
+                      if self._allowed_into_new(lk, nodes)]
         self.undo.push(commands.AddNodes(self, nodes, links, groups,
                                          text=f"Paste {len(nodes)} node{'s' if len(nodes) != 1 else ''}"))
         return [n.id for n in nodes]
+
+    def _allowed_into_new(self, link: Link, new_nodes: list[Node]) -> bool:
+        """Whether ``link`` from an existing node may feed a node being pasted (types fit)."""
+        node = next((n for n in new_nodes if n.id == link.dst), None)
+        spec = self.registry.get(node.type) if node is not None else None
+        out_t = self.output_type(link.src, link.output)
+        if spec is None or out_t is None:
+            return False
+        inp, p = spec.input(link.input), spec.param(link.input)
+        want = inp.type if inp is not None else p.socket_type if p is not None else None
+        return want is not None and self.registry.compatible(out_t, want)
 
     def duplicate(self, node_ids: list[str]) -> list[str]:
         if not node_ids:
@@ -291,6 +331,14 @@ class Document(QObject):
         """Record the "control after run" updates of a run as one undo step."""
         if changes:
             self.undo.push(commands.SetParams(self, changes, "Seeds after run"))
+
+
+def read_only(path: Path) -> bool:
+    """Whether saving over ``path`` must not happen: a shipped example, or a file (or folder) we
+    cannot write to."""
+    resolved = path.resolve()
+    return (resolved.is_relative_to(SHIPPED) or not os.access(resolved, os.W_OK)
+            or not os.access(resolved.parent, os.W_OK))
 
 
 def accepting_inputs(spec: Any, type_name: str, registry: Registry) -> list[str]:

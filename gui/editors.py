@@ -139,6 +139,12 @@ class InlineEditor(QObject):
             return w.toPlainText()
         return w.text() if w is not None else ""
 
+    def flush(self) -> None:
+        """Commit what is typed so far and keep editing (Run, Save, autosave, … read the graph
+        while the editor stays open)."""
+        if self.widget is not None and self.on_commit is not None:
+            self.on_commit(self.text())
+
     def commit(self) -> None:
         if self.widget is None:
             return

@@ -11,6 +11,7 @@ import json
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,10 +33,14 @@ class AppSettings:
     the default is a fresh temp folder too, so nothing touches the real user's settings.
     """
 
-    def __init__(self, qsettings: QSettings, recovery_dir: Path, autosave_ms: int = AUTOSAVE_MS):
+    def __init__(self, qsettings: QSettings, recovery_dir: Path, autosave_ms: int = AUTOSAVE_MS,
+                 history_dir: Path | None = None):
         self.qsettings = qsettings
         self.recovery_dir = Path(recovery_dir)
         self.autosave_ms = autosave_ms
+        self.history_dir = Path(history_dir) if history_dir is not None else None
+        """Where the run history is kept (None: in memory only). By default the user data folder's
+        ``history/``, which ``nodegraph serve`` keeps its history in too."""
 
     @classmethod
     def default(cls) -> AppSettings:
@@ -44,14 +49,17 @@ class AppSettings:
             return cls(QSettings(str(root / "settings.ini"), QSettings.IniFormat), root / "recovery")
         import platformdirs
 
+        from nodegraph.history import default_history_folder
+
         state = platformdirs.user_state_path("nodegraph", appauthor=False)
-        return cls(QSettings("NodeGraph", "NodeGraph"), state / "recovery")
+        return cls(QSettings("NodeGraph", "NodeGraph"), state / "recovery",
+                   history_dir=default_history_folder())
 
     @classmethod
     def in_folder(cls, root: Path, autosave_ms: int = AUTOSAVE_MS) -> AppSettings:
         root = Path(root)
         return cls(QSettings(str(root / "settings.ini"), QSettings.IniFormat), root / "recovery",
-                   autosave_ms)
+                   autosave_ms, root / "history")
 
     # -- recent files ------------------------------------------------------------------------
     def recent_files(self) -> list[str]:
@@ -133,6 +141,8 @@ class Autosaver(QObject):
                  parent: QObject | None = None):
         super().__init__(parent)
         self.doc = doc
+        self.before_save: Callable[[], None] | None = None
+        """Called before each autosave (the window commits text still being typed)."""
         self.folder = Path(folder)
         self.generation = 0
         self._saved_generation = -1
@@ -156,6 +166,8 @@ class Autosaver(QObject):
 
     def autosave(self) -> bool:
         """Write the recovery copy now if there is something new to keep. True if written."""
+        if self.before_save is not None:
+            self.before_save()
         if not self.doc.dirty:
             self.discard()
             return False

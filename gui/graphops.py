@@ -65,11 +65,31 @@ def fragment(graph: Graph, node_ids: Iterable[str]) -> Graph:
     return sub
 
 
-def fragment_text(graph: Graph, node_ids: Iterable[str]) -> str:
-    """A graph file (format nodegraph) holding just the fragment: what goes on the clipboard."""
-    sub = fragment(graph, node_ids)
-    sub.meta = {"fragment": True}
+def fragment_text(graph: Graph, node_ids: Iterable[str], source: str | None = None) -> str:
+    """A graph file (format nodegraph) holding just the fragment: what goes on the clipboard.
+
+    Its ``meta`` also keeps the links coming into the fragment from other nodes (``links_in``:
+    ``[src, output, dst, input]``) and the document it came from (``source``), for a paste that
+    keeps them (Ctrl+Shift+V)."""
+    ids = set(node_ids)
+    sub = fragment(graph, ids)
+    links_in = [[lk.src, lk.output, lk.dst, lk.input] for lk in graph.iter_links()
+                if lk.dst in ids and lk.src not in ids]
+    sub.meta = {"fragment": True, "source": source, "links_in": links_in}
     return graph_format.dumps(sub)
+
+
+def links_in(frag: Graph, target: Graph, mapping: dict[str, str]) -> list[Link]:
+    """The fragment's incoming links (see :func:`fragment_text`) re-made for its pasted copy: each
+    from the same source node, if ``target`` still has it, into the copy (``mapping``: old → new id)."""
+    out = []
+    for entry in frag.meta.get("links_in") or []:
+        if not (isinstance(entry, list) and len(entry) == 4 and all(isinstance(v, str) for v in entry)):
+            continue
+        src, output, dst, input_name = entry
+        if src in target.nodes and dst in mapping:
+            out.append(Link(src, output, mapping[dst], input_name))
+    return out
 
 
 def parse_fragment(text: str) -> Graph | None:
@@ -80,13 +100,14 @@ def parse_fragment(text: str) -> Graph | None:
         return None
 
 
-def remap_fragment(target: Graph, frag: Graph, offset: tuple[float, float]
-                   ) -> tuple[list[Node], list[Link], list[Group]]:
-    """Fresh ids (unused in ``target``) and shifted positions for pasting ``frag`` into ``target``."""
+def remap_fragment(target: Graph, frag: Graph, offset: tuple[float, float],
+                   mapping: dict[str, str] | None = None) -> tuple[list[Node], list[Link], list[Group]]:
+    """Fresh ids (unused in ``target``) and shifted positions for pasting ``frag`` into ``target``
+    (``mapping``, if given, is filled with old id → new id)."""
     dx, dy = offset
     used = set(target.nodes)
     next_num = max([int(i) for i in used if i.isdigit()] + [0]) + 1
-    mapping: dict[str, str] = {}
+    mapping = {} if mapping is None else mapping
     nodes: list[Node] = []
     for node in sorted(frag.nodes.values(), key=lambda n: id_sort_key(n.id)):
         while str(next_num) in used:

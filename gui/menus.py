@@ -46,6 +46,8 @@ class CanvasMenus:
             for name in NODE_MENU:
                 menu.addSeparator() if name is None else menu.addAction(view.actions_by_name[name])
             menu.addAction("Rename…", lambda: view.edit_title(item))
+            if item.state == "failed":
+                menu.addAction("Error details…", lambda: view.details_requested.emit(item.node_id))
             add_node_actions(menu, view, item.node_id)
         elif isinstance(item, WireItem):
             key = item.key

@@ -14,9 +14,10 @@ from typing import Any
 from PySide6.QtGui import QImage
 
 from nodegraph import events as ev
+from nodegraph.errors import NodeGraphError
 
 from .document import Document
-from .panels.log import LogPanel
+from .panels.log import Failure, LogPanel
 from .panels.viewer import ImageViewer
 from .scene import GraphScene
 
@@ -72,6 +73,7 @@ class RunDisplay:
     # -- one handler per event type ------------------------------------------------------------
     def _run_started(self, e: ev.RunStarted, _images: list[QImage]) -> None:
         nodes = self.doc.graph.nodes
+        self.log.clear_failures()
         self.log.start_run(list(e.node_ids), {nid: nodes[nid].type for nid in e.node_ids
                                               if nid in nodes})
         for nid in e.node_ids:
@@ -98,6 +100,10 @@ class RunDisplay:
         seconds = e.seconds if isinstance(e, ev.NodeFinished) else None
         self.log.set_state(e.node_id, state, seconds)
         item = self.scene.node_items.get(e.node_id)
+        files = [str(f) for f in e.ui.get("files", ())] if isinstance(e, ev.NodeFinished) else []
+        if files:
+            label = item.title_text() if item is not None else e.node_id
+            self.log.append(f"{label} wrote", files=files)
         if item is None:
             return
         item.set_state(state, seconds=seconds)
@@ -110,11 +116,24 @@ class RunDisplay:
             self.scene.node_moved(e.node_id)
 
     def _node_failed(self, e: ev.NodeFailed, _images: list[QImage]) -> None:
-        error = f"{type(e.error).__name__}: {e.error}"
+        """The message on the node (an error raised on purpose reads as it is; a bug keeps its
+        exception's name), once in the log, and in the Problems tab with the traceback behind
+        "Details…"."""
+        message = failure_message(e.error)
         self.log.set_state(e.node_id, "failed")
+        self.log.add_failure(Failure(e.node_id, e.node_type, message, e.traceback))
+        hint = ("" if isinstance(e.error, NodeGraphError)
+                else " (a bug: right-click the node or its problem for the traceback)")
+        self.log.append(f"node {e.node_id} ({e.node_type}) failed: {message}{hint}", "error")
         item = self.scene.node_items.get(e.node_id)
         if item is None:
             return
-        item.set_state("failed", error=error)
+        item.set_state("failed", error=message)
         self.scene.node_moved(e.node_id)
-        self.log.append(f"node {e.node_id} ({item.node.type}) failed: {error}", "error")
+
+
+def failure_message(error: BaseException) -> str:
+    """What a failed node shows: the message of an error raised on purpose (NodeGraphError, e.g.
+    NodeError), else the exception's name and message (a bug)."""
+    text = str(error) or type(error).__name__
+    return text if isinstance(error, NodeGraphError) else f"{type(error).__name__}: {text}"

@@ -328,17 +328,20 @@ class GraphScene(QGraphicsScene):
                 item.set_state(None)
 
     def set_problems(self, problems: list[Problem]) -> None:
-        """Mark nodes (and their params/inputs) that validation found problems with."""
-        by_node: dict[str, dict[str | None, str]] = {}
+        """Mark nodes (and their params/inputs) that validation found problems with: errors in
+        red, warnings (e.g. on nodes no output needs) in orange."""
+        errors: dict[str, dict[str | None, str]] = {}
+        warnings: dict[str, dict[str | None, str]] = {}
         for pr in problems:
-            if pr.node_id is not None and pr.severity == "error":
-                by_node.setdefault(pr.node_id, {})[pr.field] = pr.message
+            if pr.node_id is not None:
+                table = errors if pr.severity == "error" else warnings
+                table.setdefault(pr.node_id, {})[pr.field] = pr.message
         for nid, item in self.node_items.items():
-            new = by_node.get(nid, {})
-            if new != item.problems:
-                item.problems = new
+            new, warned = errors.get(nid, {}), warnings.get(nid, {})
+            if new != item.problems or warned != item.warnings:
+                item.problems, item.warnings = new, warned
                 item.update()
-                if new:
+                if new or warned:
                     self.decorated.add(item)
         self.refresh_overview(geometry=False)
 

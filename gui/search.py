@@ -1,20 +1,29 @@
 """Fuzzy node search: a scoring function and the popup the canvas opens (Tab, double-click, or
-a wire dropped on empty canvas, then filtered to node types that fit the wire)."""
+a wire dropped on empty canvas, then filtered to node types that fit the wire).
+
+Ranking: an exact name first, then names that start with the query, then names with a word that
+does, then the rest; within each, built-in nodes before a pack's, then the better fuzzy score
+(shorter names win ties). The popup is wide enough for the categories it lists: a name may be
+shortened, a category is not."""
 from __future__ import annotations
 
 from collections.abc import Callable
 
 from PySide6.QtCore import QEvent, QObject, QPoint, QRect, QSize, Qt, Signal
-from PySide6.QtGui import QFontMetrics, QKeyEvent, QPainter
+from PySide6.QtGui import QFontMetrics, QPainter
 from PySide6.QtWidgets import (QFrame, QLabel, QLineEdit, QListWidget, QListWidgetItem,
                                QStyle, QStyledItemDelegate, QStyleOptionViewItem, QVBoxLayout,
                                QWidget)
 
-from nodegraph.registry import NodeSpec, Registry
+from nodegraph.registry import BUILTIN_PACK, NodeSpec, Registry
 
 from . import theme
+from .tips import plain_text
 
 _SEPARATORS = " ._-/:"
+MIN_WIDTH = 360
+CHROME = 34
+"""Pixels of the popup's width that rows do not get (margins, frame, scroll bar)."""
 
 
 def fuzzy_score(query: str, text: str) -> float | None:
@@ -71,18 +80,48 @@ def score_spec(query: str, spec: NodeSpec) -> float | None:
     return total
 
 
+def name_tier(query: str, spec: NodeSpec) -> int:
+    """3: the query is a name of the type (display name or id, pack prefix left out); 2: a name
+    starts with it; 1: a word of the display name does; 0: neither."""
+    q = " ".join(query.lower().split())
+    if not q:
+        return 0
+    names = (spec.display_name.lower(), spec.type_id.rsplit(".", 1)[-1].lower())
+    if q in names:
+        return 3
+    if any(n.startswith(q) for n in names):
+        return 2
+    words = spec.display_name.lower().replace("(", " ").split()
+    return 1 if any(" ".join(words[i:]).startswith(q) for i in range(len(words))) else 0
+
+
 def rank(registry: Registry, query: str,
          accept: Callable[[NodeSpec], bool] | None = None, limit: int = 200) -> list[NodeSpec]:
-    """Node types matching ``query`` (and ``accept``), best first."""
+    """Node types matching ``query`` (and ``accept``), best first (see the module docstring)."""
     scored = []
     for spec in registry.nodes.values():
         if accept is not None and not accept(spec):
             continue
         s = score_spec(query, spec)
         if s is not None:
-            scored.append((-s, spec.display_name.lower(), spec.type_id, spec))
-    scored.sort(key=lambda t: t[:3])
-    return [t[3] for t in scored[:limit]]
+            builtin = spec.pack in ("", BUILTIN_PACK)
+            scored.append((-name_tier(query, spec), not builtin, -s, spec.display_name.lower(),
+                           spec.type_id, spec))
+    scored.sort(key=lambda t: t[:5])
+    return [t[-1] for t in scored[:limit]]
+
+
+PAD, GAP = 10, 12
+"""Pixels left and right of a row, and between a name and its category."""
+
+
+def row_texts(name: str, side: str, width: int, fm: QFontMetrics) -> tuple[str, str]:
+    """The name and category a row of ``width`` pixels shows: the category whole (unless it alone
+    is wider than 3/4 of the row), the name shortened to what is left."""
+    avail = width - 2 * PAD
+    side_w = min(fm.horizontalAdvance(side) + 2, avail * 3 // 4)  # +2: elidedText rounds
+    return (fm.elidedText(name, Qt.ElideRight, max(0, avail - side_w - GAP)),
+            fm.elidedText(side, Qt.ElideLeft, side_w))
 
 
 class _Delegate(QStyledItemDelegate):
@@ -93,18 +132,17 @@ class _Delegate(QStyledItemDelegate):
         selected = option.state & QStyle.State_Selected
         if selected:
             p.fillRect(option.rect, theme.color("#3d5a80"))
-        r = option.rect.adjusted(10, 0, -10, 0)
-        name = index.data(Qt.DisplayRole)
-        side = index.data(Qt.UserRole + 1) or ""
+        r = option.rect.adjusted(PAD, 0, -PAD, 0)
         fm = QFontMetrics(option.font)
-        side_w = min(fm.horizontalAdvance(side), r.width() // 2)
+        name, side = row_texts(index.data(Qt.DisplayRole), index.data(Qt.UserRole + 1) or "",
+                               option.rect.width(), fm)
+        side_w = fm.horizontalAdvance(side)
         p.setPen(theme.TEXT)
-        p.drawText(QRect(r.left(), r.top(), r.width() - side_w - 12, r.height()),
-                   Qt.AlignVCenter | Qt.AlignLeft,
-                   fm.elidedText(name, Qt.ElideRight, r.width() - side_w - 12))
+        p.drawText(QRect(r.left(), r.top(), r.width() - side_w - GAP, r.height()),
+                   Qt.AlignVCenter | Qt.AlignLeft, name)
         p.setPen(theme.TEXT_FAINT if not selected else theme.TEXT_DIM)
         p.drawText(QRect(r.right() - side_w, r.top(), side_w, r.height()),
-                   Qt.AlignVCenter | Qt.AlignRight, fm.elidedText(side, Qt.ElideLeft, side_w))
+                   Qt.AlignVCenter | Qt.AlignRight, side)
         p.restore()
 
     def sizeHint(self, option: QStyleOptionViewItem, index) -> QSize:
@@ -135,7 +173,7 @@ class SearchPopup(QFrame):
         lay.addWidget(self.hint)
         lay.addWidget(self.edit)
         lay.addWidget(self.list)
-        self.resize(360, 340)
+        self.resize(MIN_WIDTH, 340)
         self.edit.textChanged.connect(self.refresh)
         self.edit.installEventFilter(self)
         self.list.itemActivated.connect(self._activate)
@@ -169,10 +207,27 @@ class SearchPopup(QFrame):
                 side = f"{side} · {spec.pack}" if side else spec.pack
             it.setData(Qt.UserRole, spec.type_id)
             it.setData(Qt.UserRole + 1, side)
-            it.setToolTip(f"{spec.type_id}\n{spec.description}".strip())
+            it.setToolTip(f"{spec.type_id}\n{plain_text(spec.description)}".strip())
             self.list.addItem(it)
         if self.list.count():
             self.list.setCurrentRow(0)
+        self._fit_width()
+
+    def _fit_width(self) -> None:
+        """As wide as the longest name and category need (categories are not cut), within the
+        canvas."""
+        fm = QFontMetrics(self.list.font())
+        need = MIN_WIDTH
+        for i in range(self.list.count()):
+            it = self.list.item(i)
+            need = max(need, fm.horizontalAdvance(it.text()) + fm.horizontalAdvance(
+                it.data(Qt.UserRole + 1) or "") + 2 * PAD + GAP + CHROME)
+        par = self.parentWidget()
+        width = min(need, par.width() - 8) if par is not None else need
+        if width != self.width():
+            self.resize(width, self.height())
+            if par is not None and self.x() + width > par.width():
+                self.move(max(0, par.width() - width), self.y())
 
     def results(self) -> list[str]:
         return [self.list.item(i).data(Qt.UserRole) for i in range(self.list.count())]

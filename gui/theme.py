@@ -35,6 +35,7 @@ STATE_COLORS = {
     "interrupted": QColor("#ffa726"),
 }
 PROBLEM = QColor("#ef5350")
+WARNING = QColor("#ffa726")
 BYPASS_TINT = QColor(156, 82, 196, 70)
 HIGHLIGHT = QColor("#ffffff")
 

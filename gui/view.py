@@ -4,18 +4,21 @@ Items do not handle events themselves; the view finds what is under the cursor (
 row, a title, a wire, a group's title bar, empty canvas) and starts the gesture for it — one object
 per gesture (:mod:`gui.gestures`: move, wire, param drag, group resize, pan) that follows the mouse
 until the button comes up. Each finished gesture is one Document call, i.e. one undo step. The
-view also zooms to the cursor, rubber-band selects, opens the node search and the in-place text
-editor; its menus are in :mod:`gui.menus`, copy and paste in :mod:`gui.clipboard`.
+view also zooms to the cursor (wheel; Ctrl+= / Ctrl+- / Ctrl+0 at the centre), rubber-band selects,
+opens the node search and the in-place text editor, shows tooltips from the specs' descriptions and
+a minimap of large graphs (:mod:`gui.minimap`); its menus are in :mod:`gui.menus`, copy and paste in
+:mod:`gui.clipboard`. New nodes land where they were asked for or at the nearest free spot
+(:mod:`gui.placement`).
 """
 from __future__ import annotations
 
 from PySide6.QtCore import QEvent, QPoint, QPointF, QRectF, Qt, Signal
-from PySide6.QtGui import QAction, QKeySequence, QMouseEvent, QPainter, QWheelEvent
-from PySide6.QtWidgets import QFrame, QGraphicsView, QMenu
+from PySide6.QtGui import QAction, QHelpEvent, QKeySequence, QMouseEvent, QPainter, QWheelEvent
+from PySide6.QtWidgets import QFrame, QGraphicsView, QMenu, QToolTip
 
-from nodegraph.registry import FLOAT, STRING
+from nodegraph.graph import ChangeKind, GraphChange, Node
 
-from . import editors, theme
+from . import editors, inline, placement, theme, tips
 from .clipboard import CanvasClipboard
 from .document import Document
 from .gestures import Gesture
@@ -25,22 +28,27 @@ from .gestures.param import press_param
 from .gestures.resize import GroupResize
 from .gestures.wire import WireGesture
 from .items.group import GroupItem
-from .items.node import TITLE_H, NodeItem, format_value
+from .items.node import TITLE_H, NodeItem
 from .items.reroute import RerouteItem
 from .items.wire import WireItem
 from .mask_painter import InputPreviews
 from .menus import CanvasMenus
+from .minimap import Minimap
 from .scene import GraphScene, WireDrag
 from .search import SearchPopup
 
 NODE_TYPE_MIME = "application/x-nodegraph-node-type"
 MIN_SCALE, MAX_SCALE = 0.04, 3.0
+KEY_ZOOM = 1.25
+"""Each Ctrl+= / Ctrl+- zooms by this factor."""
 
 
 class GraphView(QGraphicsView):
-    """The canvas for one Document. ``files_dropped(paths)`` for graph files dropped on it."""
+    """The canvas for one Document. ``files_dropped(paths)`` for graph files dropped on it;
+    ``details_requested(node id)`` for a failed node's "Error details…"."""
 
     files_dropped = Signal(list)
+    details_requested = Signal(str)
 
     def __init__(self, doc: Document, parent=None):
         self.doc = doc
@@ -49,6 +57,7 @@ class GraphView(QGraphicsView):
         self.gs.setParent(self)
         doc.graph_replaced.connect(self._graph_replaced)
         doc.node_size_hint = self._node_size
+        doc.placer = self._place
         self.setFrameShape(QFrame.NoFrame)
         self.setRenderHints(QPainter.Antialiasing | QPainter.TextAntialiasing
                             | QPainter.SmoothPixmapTransform)
@@ -78,6 +87,8 @@ class GraphView(QGraphicsView):
         self._last_scene_pos: QPointF | None = None
         self._z = 1.0
         self.actions_by_name: dict[str, QAction] = {}
+        self.minimap = Minimap(self)
+        self.gs.graph_changed.connect(self._follow_graph)
         self._make_actions()
         self.centerOn(0, 0)
 
@@ -97,11 +108,21 @@ class GraphView(QGraphicsView):
         act("delete", "Delete", [QKeySequence.Delete, "Backspace"], self.delete_selection)
         act("copy", "Copy", QKeySequence.Copy, self.clipboard.copy)
         act("cut", "Cut", QKeySequence.Cut, self.clipboard.cut)
-        act("paste", "Paste", QKeySequence.Paste, self.clipboard.paste)
+        act("paste", "Paste", QKeySequence.Paste, lambda: self.clipboard.paste())
+        act("paste_links", "Paste With Links", "Ctrl+Shift+V", self.clipboard.paste_with_links)
         act("duplicate", "Duplicate", "Ctrl+D", self.clipboard.duplicate)
         act("select_all", "Select All", QKeySequence.SelectAll, self.select_all)
         act("fit", "Fit Selection (or All)", "F", self.fit_selection)
         act("fit_all", "Fit All", ["Shift+F", "Home"], self.fit_all)
+        act("zoom_in", "Zoom In", ["Ctrl+=", "Ctrl++"],
+            lambda: self.zoom_at(KEY_ZOOM, self.viewport().rect().center()))
+        act("zoom_out", "Zoom Out", "Ctrl+-",
+            lambda: self.zoom_at(1 / KEY_ZOOM, self.viewport().rect().center()))
+        act("zoom_reset", "Actual Size (100%)", "Ctrl+0", lambda: self.set_zoom(1.0))
+        minimap = act("minimap", "Minimap", None, lambda: None)
+        minimap.setCheckable(True)
+        minimap.setChecked(True)
+        minimap.toggled.connect(self.minimap.set_enabled)
         act("group", "Group Selection", "Ctrl+G", self.group_selection)
         act("bypass", "Bypass", "Ctrl+B", lambda: self.doc.toggle_mode(self.gs.selected_node_ids(),
                                                                       "bypassed"))
@@ -126,6 +147,16 @@ class GraphView(QGraphicsView):
         self.search.close_popup()
         self.selected_wire = None
         self.gs.set_graph(self.doc.graph)
+        self.minimap.rebuild()
+
+    def _follow_graph(self, ch: GraphChange) -> None:
+        if ch.kind in (ChangeKind.NODE_ADDED, ChangeKind.NODE_REMOVED, ChangeKind.EXTRA_CHANGED) or (
+                ch.kind == ChangeKind.NODE_CHANGED and ch.name in ("pos", "size", "title")):
+            self.minimap.graph_changed()
+
+    def _place(self, node: Node) -> tuple[float, float]:
+        """Where a new node goes: where it was asked for, or the nearest free spot."""
+        return placement.free_spot(self.gs, node)
 
     def _node_size(self, node_id: str) -> tuple[float, float]:
         item = self.gs.node_items.get(node_id)
@@ -149,6 +180,10 @@ class GraphView(QGraphicsView):
 
     def _to_view(self, viewport_point: QPoint) -> QPoint:
         return self.viewport().mapTo(self, viewport_point)
+
+    def visible_scene_rect(self) -> QRectF:
+        """The part of the scene the viewport shows."""
+        return self.mapToScene(self.viewport().rect()).boundingRect()
 
     # -- zoom and pan ----------------------------------------------------------------------
     def zoom_at(self, factor: float, view_pos: QPoint) -> None:
@@ -193,6 +228,7 @@ class GraphView(QGraphicsView):
 
     def fit_all(self) -> None:
         self.fit_rect(self.gs.nodes_rect())
+        self.minimap.follow()
 
     def fit_selection(self) -> None:
         ids = self.gs.selected_node_ids()
@@ -215,11 +251,31 @@ class GraphView(QGraphicsView):
     def viewportEvent(self, ev: QEvent) -> bool:
         if ev.type() == QEvent.Paint:
             self.gs.set_zoom(self.zoom)  # however the zoom changed, pick the node cache mode
+            self.minimap.follow()
+        if ev.type() == QEvent.ToolTip:
+            self._tooltip(ev)
+            return True
         # Keys sent to the viewport would otherwise move focus on Tab before reaching the view.
         if ev.type() == QEvent.KeyPress and ev.key() == Qt.Key_Tab and not self.inline.active:
             self.open_search(self.cursor_view_pos())
             return True
         return super().viewportEvent(ev)
+
+    def _tooltip(self, ev: QHelpEvent) -> None:
+        """What the param, socket or title under the mouse is (from the spec's descriptions)."""
+        pos = self.mapToScene(ev.pos())
+        item = self.gs.item_at(pos, self.viewportTransform())
+        text = ""
+        if isinstance(item, NodeItem):
+            text = tips.tooltip(item.spec, item.hit(item.mapFromScene(pos)), item.node.type)
+        if text:
+            QToolTip.showText(ev.globalPos(), text, self.viewport())
+        else:
+            QToolTip.hideText()
+
+    def resizeEvent(self, ev) -> None:
+        super().resizeEvent(ev)
+        self.minimap.follow(force=True)
 
     def focusNextPrevChild(self, next: bool) -> bool:
         return False  # Tab belongs to the canvas (search)
@@ -401,54 +457,15 @@ class GraphView(QGraphicsView):
             item.setSelected(True)
         self.setFocus()
 
-    # -- in-place text editing ----------------------------------------------------------------
+    # -- in-place text editing (gui.inline) ----------------------------------------------------
     def edit_param(self, item: NodeItem, name: str) -> None:
-        """Open the text editor over a param row (numbers and strings)."""
-        p = item.spec.param(name) if item.spec is not None else None
-        row = item.row(name)
-        if p is None or row is None:
-            return
-        nid = item.node_id
-        value = self.doc.graph.nodes[nid].params.get(name, p.default)
-        rect = self.mapFromScene(item.mapToScene(row.rect)).boundingRect()
-        text = str(value) if p.kind != FLOAT else format_value(p, value)
-
-        def commit(txt: str) -> None:
-            if nid not in self.doc.graph.nodes:
-                return
-            try:
-                v = editors.parse_text(p, txt)
-            except ValueError:
-                return
-            self.doc.set_param(nid, name, v)
-
-        def end() -> None:
-            self.gs.editing = None
-            it = self.gs.node_items.get(nid)
-            if it is not None:
-                it.update()
-
-        self.gs.editing = (nid, name)
-        item.update()
-        self.inline.begin(rect, text, multiline=p.kind == STRING and p.multiline,
-                          pixel_size=round(11 * self.zoom), on_commit=commit, on_end=end,
-                          key=(nid, name))
+        inline.edit_param(self, item, name)
 
     def edit_title(self, item: NodeItem) -> None:
-        nid = item.node_id
-        rect = self.mapFromScene(item.mapToScene(QRectF(18, 2, item.w - 22, TITLE_H - 4))
-                                 ).boundingRect()
-        self.inline.begin(rect, item.title_text(), multiline=False,
-                          pixel_size=round(12 * self.zoom),
-                          on_commit=lambda t: self.doc.set_title(nid, t.strip()))
+        inline.edit_title(self, item)
 
     def edit_group_title(self, item: GroupItem) -> None:
-        idx = item.index
-        rect = self.mapFromScene(item.mapToScene(QRectF(4, 2, item.rect.width() - 8, 26))
-                                 ).boundingRect()
-        self.inline.begin(rect, item.group.title, multiline=False,
-                          pixel_size=round(15 * self.zoom),
-                          on_commit=lambda t: self.doc.rename_group(idx, t.strip() or "Group"))
+        inline.edit_group_title(self, item)
 
     # -- selection-wide edits ------------------------------------------------------------------
     def selection(self) -> tuple[list[str], list[int], dict[tuple[str, str], list[int]]]:

@@ -1,93 +1,65 @@
-"""The main window: canvas in the centre, node library left, params and image viewer right, log
-at the bottom, Run/Stop toolbar with a device and memory readout, and the File/Edit/View/Run menus.
+"""The main window: canvas in the centre, node library left, params and image viewer right, log,
+queue and history at the bottom, Run/Stop toolbar with a device and memory readout, and the
+File/Edit/View/Run menus.
 
 One window edits one Document. Every question the window asks the user (unsaved changes, crash
-recovery, file names, errors) goes through ``self.dialogs``, which tests replace.
+recovery, file names, errors) goes through ``self.dialogs`` (:mod:`gui.dialogs`), which tests
+replace. Every action that reads the graph (run, save, export, batch, close, …) first commits the
+text still being typed in an editor (:meth:`MainWindow.commit_edits`). Runs go through the engine's
+run queue (:mod:`gui.runner`), shared with the windows opened from this one.
 """
 from __future__ import annotations
 
 import os
 import random
 import sys
-from pathlib import Path
 
-from PySide6.QtCore import QByteArray, Qt, QTimer
+from PySide6.QtCore import QByteArray, QEvent, Qt, QTimer
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
-from PySide6.QtWidgets import (QDockWidget, QFileDialog, QLabel, QMainWindow, QMessageBox,
-                               QSizePolicy, QToolBar, QWidget)
+from PySide6.QtWidgets import QDockWidget, QLabel, QMainWindow, QSizePolicy, QToolBar, QWidget
 
 from nodegraph.api import Session
-from nodegraph.errors import GraphLoadError, Problem
-from nodegraph.graph import ChangeKind, Graph, GraphChange
+from nodegraph.errors import Problem
+from nodegraph.graph import ChangeKind, GraphChange
+from nodegraph.history import History
 
-from .batch.dialog import show_batch_dialog
+from .dialogs import Dialogs
 from .document import Document
-from .files import AppSettings, Autosaver, RecoveryEntry, find_recoverable
+from .files import AppSettings, Autosaver
+from .panels.history import HistoryPanel
 from .panels.library import NodeLibrary
-from .panels.log import LogPanel
+from .panels.log import Failure, LogPanel
 from .panels.packs import PacksDialog
 from .panels.params import ParamsPanel
+from .panels.queue import QueuePanel
 from .panels.viewer import ImageViewer
 from .run_display import RunDisplay
-from .runner import RunOutcome, Runner
+from .runner import RunOutcome, Runner, SharedQueue
 from .view import GraphView
+from .window_files import FileCommands
 
-GRAPH_FILTER = "Graphs and ComfyUI workflows (*.json *.png *.webp);;All files (*)"
 _CHANGES_RESULTS = frozenset({ChangeKind.PARAM_CHANGED, ChangeKind.MODE_CHANGED,
                               ChangeKind.LINK_ADDED, ChangeKind.LINK_REMOVED})
 """Edits after which a node's last results (and those downstream) are stale."""
 
 
-class Dialogs:
-    """The questions the window asks. Tests swap in an object with the same methods."""
-
-    def __init__(self, parent: QWidget):
-        self.parent = parent
-
-    def unsaved(self, name: str) -> str:
-        """"save", "discard" or "cancel"."""
-        r = QMessageBox.question(self.parent, "Unsaved changes",
-                                 f"Save the changes to {name} before closing it?",
-                                 QMessageBox.Save | QMessageBox.Discard | QMessageBox.Cancel,
-                                 QMessageBox.Save)
-        return {QMessageBox.Save: "save", QMessageBox.Discard: "discard"}.get(r, "cancel")
-
-    def recover(self, entry: RecoveryEntry) -> bool:
-        r = QMessageBox.question(self.parent, "Recover unsaved work",
-                                 f"NodeGraph did not close normally. Recover {entry.describe()}?\n"
-                                 "(No: the autosaved copy is deleted.)",
-                                 QMessageBox.Yes | QMessageBox.No, QMessageBox.Yes)
-        return r == QMessageBox.Yes
-
-    def open_path(self, start: str) -> str | None:
-        path, _ = QFileDialog.getOpenFileName(self.parent, "Open graph", start, GRAPH_FILTER)
-        return path or None
-
-    def save_path(self, start: str) -> str | None:
-        path, _ = QFileDialog.getSaveFileName(self.parent, "Save graph", start,
-                                              "NodeGraph graphs (*.json)")
-        if path and not Path(path).suffix:
-            path += ".json"
-        return path or None
-
-    def error(self, title: str, text: str) -> None:
-        QMessageBox.warning(self.parent, title, text)
-
-
-class MainWindow(QMainWindow):
+class MainWindow(FileCommands, QMainWindow):
     def __init__(self, session: Session, settings: AppSettings | None = None,
-                 parent: QWidget | None = None):
+                 parent: QWidget | None = None, shared: SharedQueue | None = None):
         super().__init__(parent)
         self.session = session
         self.settings = settings or AppSettings.default()
         self.dialogs = Dialogs(self)
         self.doc = Document(session.registry, parent=self)
+        self.doc.options = session.options
         self.view = GraphView(self.doc, self)
         self.view.files_dropped.connect(self._files_dropped)
         self.setCentralWidget(self.view)
-        self.runner = Runner(session, self)
+        history = None if shared is not None else History(self.settings.history_dir)
+        self.runner = Runner(session, self, shared=shared, history=history, client_id=self.doc.doc_id)
         self.autosaver = Autosaver(self.doc, self.settings.recovery_dir, self.settings.autosave_ms,
                                    self)
+        self.autosaver.before_save = self.commit_edits
         self.setAcceptDrops(True)
         self.setDockNestingEnabled(True)
         self._problems: list[Problem] = []
@@ -130,10 +102,20 @@ class MainWindow(QMainWindow):
         self.viewer = ImageViewer(self)
         self.log = LogPanel(self)
         self.log.node_activated.connect(self.focus_node)
+        self.queue_panel = QueuePanel(self.runner.queue, self)
+        self.history_panel = HistoryPanel(self.runner.history, self)
+        self.history_panel.entry_chosen.connect(self.show_history_entry)
+        self.history_panel.restore_requested.connect(self.restore_history_entry)
         self.library_dock = self._dock("Nodes", "libraryDock", self.library, Qt.LeftDockWidgetArea)
         self.params_dock = self._dock("Params", "paramsDock", self.params, Qt.RightDockWidgetArea)
         self.viewer_dock = self._dock("Image", "viewerDock", self.viewer, Qt.RightDockWidgetArea)
         self.log_dock = self._dock("Run", "logDock", self.log, Qt.BottomDockWidgetArea)
+        self.queue_dock = self._dock("Queue", "queueDock", self.queue_panel, Qt.BottomDockWidgetArea)
+        self.history_dock = self._dock("History", "historyDock", self.history_panel,
+                                       Qt.BottomDockWidgetArea)
+        self.tabifyDockWidget(self.log_dock, self.queue_dock)
+        self.tabifyDockWidget(self.queue_dock, self.history_dock)
+        self.log_dock.raise_()
         self.run_display = RunDisplay(self.doc, self.scene, self.log, self.viewer)
         self.splitDockWidget(self.params_dock, self.viewer_dock, Qt.Vertical)
         self._layout_restored = False
@@ -165,6 +147,8 @@ class MainWindow(QMainWindow):
         self.act_open = self._action("&Open…", lambda: self.open_file(), QKeySequence.Open)
         self.act_save = self._action("&Save", self.save, QKeySequence.Save)
         self.act_save_as = self._action("Save &As…", self.save_as, QKeySequence.SaveAs)
+        self.act_export = self._action("&Export ComfyUI API…", self.export_comfy,
+                                       tip="Write the graph in ComfyUI's API format")
         self.act_close = self._action("&Close Window", self.close, QKeySequence.Close)
         self.act_undo = self.doc.undo.createUndoAction(self, "&Undo")
         self.act_undo.setShortcuts(QKeySequence.Undo)
@@ -173,10 +157,10 @@ class MainWindow(QMainWindow):
         self.addAction(self.act_undo)
         self.addAction(self.act_redo)
         self.act_run = self._action("Run", self.run, ["Ctrl+Return", "Ctrl+Enter"],
-                                    "Run the graph (Ctrl+Enter)")
+                                    "Run the graph (Ctrl+Enter); during a run, queue it as it is now")
         self.act_stop = self._action("Stop", self.stop, "Esc", "Stop the run (Esc)")
         self.act_packs = self._action("Node &Packs…", self.show_packs)
-        self.act_batch = self._action("&Batch…", lambda: show_batch_dialog(self),
+        self.act_batch = self._action("&Batch…", self.show_batch,
                                       tip="Run sweeps of this graph with nodegraph batch")
         self._build_menus()
         self._build_toolbar()
@@ -191,7 +175,7 @@ class MainWindow(QMainWindow):
         self.recent_menu = m.addMenu("Open &Recent")
         self.recent_menu.aboutToShow.connect(self._fill_recent)
         m.addSeparator()
-        for a in (self.act_save, self.act_save_as):
+        for a in (self.act_save, self.act_save_as, self.act_export):
             m.addAction(a)
         m.addSeparator()
         m.addAction(self.act_close)
@@ -203,10 +187,11 @@ class MainWindow(QMainWindow):
                      "search", "group", "bypass", "mute", "collapse"):
             m.addSeparator() if name is None else m.addAction(va[name])
         m = mb.addMenu("&View")
-        for name in ("fit", "fit_all", "snap"):
-            m.addAction(va[name])
+        for name in ("fit", "fit_all", "zoom_in", "zoom_out", "zoom_reset", None, "minimap", "snap"):
+            m.addSeparator() if name is None else m.addAction(va[name])
         m.addSeparator()
-        for d in (self.library_dock, self.params_dock, self.viewer_dock, self.log_dock):
+        for d in (self.library_dock, self.params_dock, self.viewer_dock, self.log_dock,
+                  self.queue_dock, self.history_dock):
             m.addAction(d.toggleViewAction())
         m = mb.addMenu("&Run")
         m.addAction(self.act_run)
@@ -246,6 +231,12 @@ class MainWindow(QMainWindow):
         self.runner.problems.connect(self._show_problems)
         self.runner.event.connect(self.run_display.on_event)
         self.runner.run_finished.connect(self._run_finished)
+        self.runner.queue_changed.connect(self.queue_panel.on_queue_event)
+        self.runner.queue_changed.connect(self.history_panel.on_queue_event)
+        self.runner.queue_changed.connect(lambda _qe: self._update_run_actions())
+        self.log.details_requested.connect(self.dialogs_details)
+        self.log.file_activated.connect(lambda path: self.dialogs.open_folder(path))
+        self.view.details_requested.connect(self.show_failure_details)
 
     # -- layout persistence ---------------------------------------------------------------------
     def _restore_layout(self) -> None:
@@ -259,12 +250,15 @@ class MainWindow(QMainWindow):
         snap = qs.value("canvas/snap", False)
         self.view.actions_by_name["snap"].setChecked(snap in (True, "true"))
         self.view.snap = self.view.actions_by_name["snap"].isChecked()
+        minimap = qs.value("canvas/minimap", True)
+        self.view.actions_by_name["minimap"].setChecked(minimap in (True, "true"))
 
     def save_layout(self) -> None:
         qs = self.settings.qsettings
         qs.setValue("window/geometry", self.saveGeometry())
         qs.setValue("window/state", self.saveState())
         qs.setValue("canvas/snap", self.view.snap)
+        qs.setValue("canvas/minimap", self.view.actions_by_name["minimap"].isChecked())
         qs.sync()
 
     # -- title, readout ----------------------------------------------------------------------
@@ -287,145 +281,13 @@ class MainWindow(QMainWindow):
         mem_text = f"{mem:,.0f} MB" if mem is not None else "?"
         self.readout.setText(f"device {dev}  ·  memory {mem_text}")
 
-    # -- files -----------------------------------------------------------------------------
-    def maybe_save(self) -> bool:
-        """Ask about unsaved changes; False if the user cancelled."""
-        if not self.doc.dirty:
-            return True
-        answer = self.dialogs.unsaved(self.doc.display_name())
-        if answer == "cancel":
-            return False
-        if answer == "save":
-            return self.save()
-        return True
-
-    def new_file(self) -> None:
-        if self.maybe_save():
-            self.autosaver.discard()
-            self.doc.replace_graph(Graph(), None)
-
-    def new_window(self) -> MainWindow:
-        """Another window: same node packs and output cache, its own runs (Stop stops only
-        that window's run)."""
-        from . import app
-
-        s = self.session
-        return app.open_window(Session(s.registry, options=s.options, cache=s.executor.cache),
-                               self.settings)
-
-    def open_file(self, path: str | os.PathLike[str] | None = None) -> bool:
-        if not self.maybe_save():
-            return False
-        if path is None:
-            start = str(self.doc.path.parent) if self.doc.path else os.getcwd()
-            path = self.dialogs.open_path(start)
-            if not path:
-                return False
-        return self.load(path)
-
-    def load(self, path: str | os.PathLike[str]) -> bool:
-        """Open a graph file (or a PNG saved by NodeGraph) without asking anything."""
-        try:
-            opened = self.doc.open(path)
-        except GraphLoadError as exc:
-            self.dialogs.error("Cannot open graph", str(exc))
-            self.log.append(str(exc), "error")
-            return False
-        self.autosaver.discard()
-        self.settings.add_recent(path)
-        self.log.append(f"opened {path}")
-        for line in opened.report.lines() if opened.report is not None else []:
-            self.log.append(line, "warning")
-        QTimer.singleShot(0, self.view.fit_all)
-        self.view.fit_all()
-        return True
-
-    def save(self) -> bool:
-        if self.doc.path is None:
-            return self.save_as()
-        return self._write(self.doc.path)
-
-    def save_as(self) -> bool:
-        start = str(self.doc.path) if self.doc.path else os.path.join(os.getcwd(), "graph.json")
-        path = self.dialogs.save_path(start)
-        if not path:
-            return False
-        return self._write(Path(path))
-
-    def _write(self, path: Path) -> bool:
-        try:
-            self.doc.save(path)
-        except Exception as exc:
-            self.dialogs.error("Cannot save", f"{path}: {exc}")
-            return False
-        self.autosaver.discard()
-        self.settings.add_recent(path)
-        self.statusBar().showMessage(f"Saved {path}", 4000)
-        self._update_title()
-        return True
-
-    def _fill_recent(self) -> None:
-        self.recent_menu.clear()
-        files = self.settings.recent_files()
-        for f in files:
-            self.recent_menu.addAction(f, lambda f=f: self.open_file(f))
-        if not files:
-            self.recent_menu.addAction("(none)").setEnabled(False)
-
-    def _files_dropped(self, paths: list[str]) -> None:
-        for p in paths:
-            if Path(p).suffix.lower() in (".json", ".png", ".webp"):
-                self.open_file(p)
-                return
-
-    def dragEnterEvent(self, ev) -> None:
-        if ev.mimeData().hasUrls():
-            ev.acceptProposedAction()
-
-    def dropEvent(self, ev) -> None:
-        self._files_dropped([u.toLocalFile() for u in ev.mimeData().urls() if u.isLocalFile()])
-
-    def offer_recovery(self) -> int:
-        """Offer each autosave left by a crashed session; returns how many were recovered.
-        The first goes into this window if it is empty, the others into new windows."""
-        count = 0
-        for entry in find_recoverable(self.settings.recovery_dir):
-            if not self.dialogs.recover(entry):
-                entry.discard()
-                continue
-            target = self
-            if len(self.doc.graph) or self.doc.dirty or count:
-                target = self.new_window()
-            if target.recover(entry):
-                count += 1
-        return count
-
-    def recover(self, entry: RecoveryEntry) -> bool:
-        from nodegraph import format as graph_format
-
-        try:
-            graph = graph_format.load(entry.graph_file)
-        except GraphLoadError as exc:
-            self.dialogs.error("Cannot recover", str(exc))
-            return False
-        original = Path(entry.original) if entry.original else None
-        self.doc.replace_graph(graph, original)
-        self.doc.recovered = True
-        entry.discard()
-        self.autosaver.changed()
-        self.autosaver.autosave()
-        self._update_title()
-        self.log.append(f"recovered {entry.describe()}")
-        self.view.fit_all()
-        return True
-
     def closeEvent(self, ev: QCloseEvent) -> None:
         if not self.maybe_save():
             ev.ignore()
             return
-        if self.runner.running:
-            self.runner.stop()
-            self.runner.wait(10000)
+        self.view.inline.cancel()
+        self.params.detach()
+        self.runner.close()
         self.autosaver.stop()
         self.autosaver.discard()
         self.save_layout()
@@ -434,8 +296,10 @@ class MainWindow(QMainWindow):
 
     # -- editing glue ------------------------------------------------------------------------
     def _add_from_library(self, type_id: str) -> None:
-        c = self.view.mapToScene(self.view.viewport().rect().center())
-        nid = self.doc.add_node(type_id, (c.x() - 100, c.y() - 40))
+        """At the cursor if it is over the canvas, else in the middle; the node moves to the
+        nearest free spot (see Document.add_node)."""
+        at = self.view.mapToScene(self.view.cursor_view_pos())
+        nid = self.doc.add_node(type_id, (at.x(), at.y()))
         item = self.scene.node_items.get(nid)
         if item is not None:
             self.scene.clearSelection()
@@ -457,13 +321,14 @@ class MainWindow(QMainWindow):
         self.params.on_graph_change(ch)
         if ch.kind in _CHANGES_RESULTS and not self._advancing:
             self.run_display.mark_stale(ch.node_id)
-        if self._problems:
-            self._revalidate.start()
+        if ch.kind not in (ChangeKind.NODE_CHANGED, ChangeKind.GROUPS_CHANGED) or ch.name == "mode":
+            self._revalidate.start()  # positions, titles, groups never change what is valid
         if self.doc.dirty != getattr(self, "_shown_dirty", None):
             self._update_title()
 
     def _graph_replaced(self) -> None:
         self._problems = []
+        self.log.clear_failures()
         self.log.set_problems([])
         self.params.show_node(None)
         self.viewer.show_images([])
@@ -480,18 +345,41 @@ class MainWindow(QMainWindow):
     def show_packs(self) -> None:
         PacksDialog(self.doc.registry, self).exec()
 
+    def changeEvent(self, ev: QEvent) -> None:
+        super().changeEvent(ev)
+        if ev.type() == QEvent.ActivationChange and not self.isActiveWindow():
+            self.commit_edits()  # the window lost focus: what was typed is kept
+
+    def dialogs_details(self, title: str, text: str) -> None:
+        self.dialogs.details(title, text)
+
+    def show_failure_details(self, node_id: str) -> None:
+        """The traceback of the node's failure in the last run ("Details…")."""
+        for f in self.log.failures:
+            if f.node_id == node_id:
+                self.dialogs.details(f"Node {node_id} failed: {f.message}", f.details)
+                return
+
     # -- running ---------------------------------------------------------------------------
     def run(self) -> bool:
-        """Validate and run the graph on the worker thread (False if it did not start)."""
-        if self.runner.running:
-            return False
-        self.view.inline.commit()
-        self.scene.clear_run_state()
-        started = self.runner.start(self.doc.graph)
+        """Validate the graph as it is now and queue it (False if validation stopped it). During
+        a run the snapshot waits in the queue; seeds advance for the next run at once."""
+        self.commit_edits()
+        busy = self.runner.running
+        started = self.runner.start(self.doc.graph, self.doc.display_name())
         self._update_run_actions()
-        if started:
-            self.log.append("run started")
-        return started
+        if not started:
+            return False
+        if not busy:
+            self.scene.clear_run_state()
+        self.log.append("run queued (it starts when the running one ends)" if busy else "run started")
+        changes = self.session.advance_controls(self.doc.graph.copy(), random.Random())
+        self._advancing = True  # the new seeds are for the next run: keep this run's marks
+        try:
+            self.doc.apply_seed_controls(changes)
+        finally:
+            self._advancing = False
+        return True
 
     def stop(self) -> None:
         if self.runner.running:
@@ -499,9 +387,7 @@ class MainWindow(QMainWindow):
             self.log.append("stopping…")
 
     def _update_run_actions(self) -> None:
-        running = self.runner.running
-        self.act_run.setEnabled(not running)
-        self.act_stop.setEnabled(running)
+        self.act_stop.setEnabled(self.runner.running)
 
     def _validate_quietly(self) -> None:
         self._show_problems(self.runner.validate(self.doc.graph))
@@ -512,8 +398,8 @@ class MainWindow(QMainWindow):
         self.log.set_problems(problems)
         by_node: dict[str, dict[str | None, str]] = {}
         for p in problems:
-            if p.node_id is not None and p.severity == "error":
-                by_node.setdefault(p.node_id, {})[p.field] = p.message
+            if p.node_id is not None:
+                by_node.setdefault(p.node_id, {})[p.field] = str(p.message)
         self.params.set_problems(by_node)
         errs = self._problems
         if errs:
@@ -524,19 +410,21 @@ class MainWindow(QMainWindow):
         if out.status == "invalid":
             self.log.append(f"nothing ran: {out.message}", "error")
             return
+        if out.status == "cancelled":
+            self.log.append("a queued run was taken out of the queue before it ran", "warning")
+            return
         self.run_display.run_ended(interrupted=out.status == "interrupted")
         level = {"finished": "info", "interrupted": "warning"}.get(out.status, "error")
         text = {"finished": f"run finished: {out.message}",
                 "interrupted": f"run stopped ({len(out.executed)} ran, {len(out.cached)} cached)",
-                }.get(out.status, out.message)
+                "failed": f"run failed after {out.seconds:.2f} s ({len(out.executed)} ran, "
+                          f"{len(out.cached)} cached)",
+                }.get(out.status)
+        if text is None:  # a bug outside any node: the first line here, the traceback in Details
+            text = f"run failed: {out.message.splitlines()[0]}"
+            self.log.add_failure(Failure(None, None, out.message.splitlines()[0], out.message))
         self.log.append(text, level)
         self.statusBar().showMessage(text.splitlines()[0], 6000)
-        changes = self.session.advance_controls(self.doc.graph.copy(), random.Random())
-        self._advancing = True  # the new seeds are for the next run: keep this run's marks
-        try:
-            self.doc.apply_seed_controls(changes)
-        finally:
-            self._advancing = False
 
 
 def _rss_mb() -> float | None:

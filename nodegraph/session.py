@@ -111,9 +111,10 @@ class Session:
         return node, name, value
 
     # -- checking and running ---------------------------------------------------------------
-    def validate(self, graph: Graph) -> list[Problem]:
-        """Every problem of the graph (errors and warnings)."""
-        return _validate(graph, self.registry, self.options)
+    def validate(self, graph: Graph, outputs: Iterable[str] | None = None) -> list[Problem]:
+        """Every problem of the graph (errors and warnings). Problems of nodes that ``outputs``
+        (default: the output nodes) do not need are warnings: a run leaves those nodes out."""
+        return _validate(graph, self.registry, self.options, outputs)
 
     def run(self, graph: Graph, *, on_event: Callbacks = None, outputs: Iterable[str] | None = None,
             validate: bool = True, out_dir: str | os.PathLike[str] | None = None,
@@ -131,7 +132,7 @@ class Session:
         if opts.resources is None:
             opts = replace(opts, resources=self.resources)
         if validate:
-            bad = errors(_validate(graph, self.registry, opts))
+            bad = errors(_validate(graph, self.registry, opts, outputs))
             if bad:
                 raise GraphValidationError(bad)
         result = self.executor.run(graph, outputs=outputs, on_event=on_event, options=opts, stop=stop)

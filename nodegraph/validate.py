@@ -1,7 +1,9 @@
 """Check a graph against a registry: every problem (never stop at the first), or the plan of a run.
 
 - :func:`validate` lists every problem of a graph: unknown types, missing or mistyped links, bad
-  params, cycles, no output node. Errors stop a run; warnings do not.
+  params, cycles, no output node. Errors stop a run; warnings do not. A run takes only what its
+  outputs need, so the problems of nodes no output depends on are warnings (code unchanged, the
+  message says the node does not run).
 - :func:`build_plan` checks what a run's targets need — the nodes they depend on, their order, cycles,
   missing nodes, inputs and outputs, with the same checks and messages — and returns the plan the
   executor runs (:mod:`nodegraph.plan`).
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
 from typing import Any
 
 from .comfy.common import placeholder_message, placeholder_problems
@@ -29,9 +32,13 @@ Resolved = list[tuple[str, str, int]]
 """Links that can feed a node: (input or param name, source node id, source output index)."""
 
 
-def validate(graph: Graph, registry: Registry, options: RunOptions | None = None) -> list[Problem]:
+def validate(graph: Graph, registry: Registry, options: RunOptions | None = None,
+             targets: Iterable[str | Node] | None = None) -> list[Problem]:
     """Every problem of ``graph``: unknown types, missing or mistyped links, bad params, cycles,
-    no output node. Errors stop a run; warnings do not."""
+    no output node. Errors stop a run; warnings do not.
+
+    A run computes ``targets`` (default: the output nodes) and what they need, nothing else; the
+    problems of the other nodes are warnings (see :func:`only_needed`)."""
     problems: list[Problem] = []
     add = problems.append
     nodes = graph.nodes
@@ -53,11 +60,31 @@ def validate(graph: Graph, registry: Registry, options: RunOptions | None = None
             _check_params(node, spec, links, options, choices_memo, add)
         _check_inputs(graph, registry, node, spec, links, add)
 
-    if outputs == 0:
+    if outputs == 0 and targets is None:
         add(_no_output(graph))
     problems.extend(_cycle_problems(graph, graph.cycles()))
     problems.extend(placeholder_problems(graph))
-    return problems
+    return only_needed(graph, registry, problems, targets)
+
+
+NOT_NEEDED = "no output needs this node, so it does not run"
+"""What a problem's message ends with when validation made it a warning (:func:`only_needed`)."""
+
+
+def only_needed(graph: Graph, registry: Registry, problems: list[Problem],
+                targets: Iterable[str | Node] | None = None) -> list[Problem]:
+    """``problems`` with the errors of nodes that no target needs made warnings.
+
+    The targets (default: the output nodes) and the nodes they depend on through un-muted links run;
+    no other node does, so its problems cannot stop a run (ComfyUI runs what its outputs need too).
+    With no target at all (the ``no_output_node`` error) every problem stays as it is."""
+    wanted = output_targets(graph, registry) if targets is None else target_ids(targets)
+    if not wanted:
+        return problems
+    needed = graph.upstream(wanted, through=lambda src: src.mode != "muted").nodes
+    return [replace(p, severity="warning", message=f"{p.message} ({NOT_NEEDED})")
+            if p.severity == "error" and p.node_id is not None and p.node_id not in needed else p
+            for p in problems]
 
 
 def build_plan(graph: Graph, registry: Registry, targets: Iterable[str | Node] | None = None) -> Plan:

@@ -32,6 +32,7 @@ MODULES: tuple[str, ...] = (
     "upscale",
     "controlnet",
     "notes",
+    "primitives",
 )
 
 SOCKET_TYPES = (

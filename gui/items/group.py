@@ -5,12 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from PySide6.QtCore import QPointF, QRectF, Qt
-from PySide6.QtGui import QColor, QFontMetricsF, QPainter, QPen, QPolygonF
+from PySide6.QtGui import QColor, QPainter, QPen, QPolygonF
 from PySide6.QtWidgets import QGraphicsItem, QStyleOptionGraphicsItem
 
 from nodegraph.graph import Group
 
 from .. import theme
+from .node import LOD_TITLE
+from .rows import Fonts
 
 TITLE_H = 30.0
 HANDLE = 14.0
@@ -62,14 +64,16 @@ class GroupItem(QGraphicsItem):
         band.setAlpha(140)
         p.setPen(Qt.NoPen)
         p.setBrush(band)
-        p.drawRoundedRect(QRectF(0, 0, self.rect.width(), TITLE_H), 6, 6)
-        p.drawRect(QRectF(0, TITLE_H - 6, self.rect.width(), 6))
-        if lod >= 0.2:
-            p.setFont(self.font)
+        font, fm = Fonts.at(self.font, lod)  # never below MIN_TEXT_PX on screen
+        band_h = min(max(TITLE_H, font.pixelSize() * 1.35), self.rect.height())
+        p.drawRoundedRect(QRectF(0, 0, self.rect.width(), band_h), 6, 6)
+        p.drawRect(QRectF(0, band_h - 6, self.rect.width(), 6))
+        if lod >= LOD_TITLE - 1e-6:
+            pad = max(10.0, 4 / lod)
+            p.setFont(font)
             p.setPen(theme.TITLE_TEXT)
-            fm = QFontMetricsF(self.font)
-            text = fm.elidedText(self.group.title, Qt.ElideRight, self.rect.width() - 20)
-            p.drawText(QRectF(10, 0, self.rect.width() - 20, TITLE_H),
+            text = fm.elidedText(self.group.title, Qt.ElideRight, self.rect.width() - 2 * pad)
+            p.drawText(QRectF(pad, 0, self.rect.width() - 2 * pad, band_h),
                        Qt.AlignVCenter | Qt.AlignLeft, text)
         r = self.rect
         p.setBrush(QColor(255, 255, 255, 60))

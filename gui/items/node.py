@@ -5,8 +5,12 @@ The item holds no graph data of its own: it reads its :class:`~nodegraph.graph.N
 what the last run showed (state, timings, images). Params are painted rows; editing them is
 done by :mod:`gui.editors` (a real widget only while one is being edited).
 
-Level of detail: below ``LOD_TEXT`` zoom no text is drawn, below ``LOD_BOX`` a node is a box
-with a coloured title band.
+Readable at every zoom: text is never drawn smaller than ``MIN_TEXT_PX`` screen pixels. Zoomed
+out, fonts grow in scene units to stay that size; a row's text is drawn while it still fits its row
+(below that the row is an empty box), and the title while the zoom is at least ``LOD_TITLE`` — in
+the title band, or, once it outgrows the band, as a larger label over the top of the node. Below
+``LOD_BOX`` the scene's overview item paints every node (a box, and its title down to
+``LOD_TITLE``).
 """
 from __future__ import annotations
 
@@ -14,13 +18,15 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QPointF, QRectF, Qt
-from PySide6.QtGui import QColor, QFontMetricsF, QImage, QPainter, QPainterPath, QPen
+from PySide6.QtGui import QColor, QFont, QImage, QPainter, QPainterPath, QPen
 from PySide6.QtWidgets import QGraphicsItem, QStyleOptionGraphicsItem
 
 from nodegraph.graph import Node
 from nodegraph.registry import BOOLEAN, COMBO, FLOAT, INT, STRING, NodeSpec, ParamSpec
 
 from .. import graphops, theme
+from .rows import (ARROW_W, MIN_TEXT_PX, Fonts, float_decimals, format_value, paint_multiline,  # noqa: F401
+                   paint_toggle, paint_value, text_px)
 
 if TYPE_CHECKING:
     from ..scene import GraphScene
@@ -34,27 +40,9 @@ PAD = 8.0
 RADIUS = 6.0
 SOCKET_R = 5.0
 MIN_W = 190.0
-ARROW_W = 16.0
 IMAGE_MAX_H = 256.0
 LOD_BOX = 0.25
-LOD_TEXT = 0.42
-
-
-class _Fonts:
-    """Fonts and metrics shared by every node (built once a QApplication exists)."""
-
-    title = label = small = None
-    title_m = label_m = small_m = None
-
-    @classmethod
-    def ensure(cls) -> None:
-        if cls.title is None:
-            cls.title = theme.node_font(12, bold=True)
-            cls.label = theme.node_font(11)
-            cls.small = theme.node_font(10)
-            cls.title_m = QFontMetricsF(cls.title)
-            cls.label_m = QFontMetricsF(cls.label)
-            cls.small_m = QFontMetricsF(cls.small)
+LOD_TITLE = 0.15
 
 
 @dataclass
@@ -80,7 +68,7 @@ class NodeItem(QGraphicsItem):
 
     def __init__(self, scene: GraphScene, node: Node, spec: NodeSpec | None):
         super().__init__()
-        _Fonts.ensure()
+        Fonts.ensure()
         self.gs = scene
         self.node = node
         self.spec = spec
@@ -95,6 +83,7 @@ class NodeItem(QGraphicsItem):
         self.images: list[QImage] = []
         self.preview: QImage | None = None
         self.problems: dict[str | None, str] = {}  # field ("param x", "input y", None) -> message
+        self.warnings: dict[str | None, str] = {}  # the same for warnings (e.g. a node not needed)
         self.hover_row: str | None = None
         self.relayout()
         self.setPos(float(node.pos[0]), float(node.pos[1]))
@@ -128,14 +117,14 @@ class NodeItem(QGraphicsItem):
     def relayout(self) -> None:
         """Recompute sizes and positions of sockets and rows (after params, images, state)."""
         self.prepareGeometryChange()
-        fm = _Fonts.label_m
+        fm = Fonts.label_m
         ins, outs = self.socket_lists()
         self.title_str = self.title_text()
         self.title_color = (theme.category_color(self.spec.category) if self.spec is not None
                             else QColor("#7a2e2e"))
         params = list(self.spec.params) if self.spec is not None else []
         w = MIN_W
-        w = max(w, _Fonts.title_m.horizontalAdvance(self.title_str) + 70)
+        w = max(w, Fonts.title_m.horizontalAdvance(self.title_str) + 70)
         for i in range(max(len(ins), len(outs))):
             a = fm.horizontalAdvance(ins[i][0]) if i < len(ins) else 0
             b = fm.horizontalAdvance(outs[i][0]) if i < len(outs) else 0
@@ -151,7 +140,7 @@ class NodeItem(QGraphicsItem):
             w = max(float(self.node.size[0]), 80.0)
         self.w = float(round(w))
         if self.collapsed:
-            self.w = float(round(min(max(_Fonts.title_m.horizontalAdvance(self.title_str) + 56, 90),
+            self.w = float(round(min(max(Fonts.title_m.horizontalAdvance(self.title_str) + 56, 90),
                                      self.w)))
             self.h = TITLE_H
             mid = TITLE_H / 2
@@ -190,7 +179,7 @@ class NodeItem(QGraphicsItem):
     def _finish_layout(self) -> None:
         self.error_h = 0.0
         if self.error:
-            r = _Fonts.small_m.boundingRect(QRectF(0, 0, self.w - 12, 400),
+            r = Fonts.small_m.boundingRect(QRectF(0, 0, self.w - 12, 400),
                                             Qt.TextWordWrap, self.error)
             self.error_h = min(r.height(), 120) + 12
         self._bounds = QRectF(-SOCKET_R - 3, -4, self.w + 2 * SOCKET_R + 6,
@@ -327,11 +316,14 @@ class NodeItem(QGraphicsItem):
         if lod < LOD_BOX:
             p.fillRect(body, theme.NODE_BODY)
             p.fillRect(QRectF(0, 0, self.w, min(TITLE_H, self.h)), self.title_color)
-            if selected or self.state == "failed" or self.problems:
-                c = theme.NODE_SELECTED if selected else theme.PROBLEM
+            if selected or self.state == "failed" or self.problems or self.warnings:
+                c = (theme.NODE_SELECTED if selected else theme.PROBLEM
+                     if self.state == "failed" or self.problems else theme.WARNING)
                 p.setPen(QPen(c, 3 / max(lod, 0.05)))
                 p.setBrush(Qt.NoBrush)
                 p.drawRect(body)
+            if lod >= LOD_TITLE - 1e-6:
+                self.paint_title_label(p, lod)
             return
         p.setRenderHint(QPainter.Antialiasing, True)
         # body + title band
@@ -355,6 +347,8 @@ class NodeItem(QGraphicsItem):
             outline, width = state_color, 2.5
         elif self.state == "cached":
             outline, width = state_color, 2.0
+        if self.warnings and not self.problems:
+            outline, width = theme.WARNING, 2.5
         if self.problems:
             outline, width = theme.PROBLEM, 2.5
         if selected:
@@ -365,17 +359,12 @@ class NodeItem(QGraphicsItem):
         if self.state == "running" and self.progress and self.progress[1] > 0:
             frac = max(0.0, min(1.0, self.progress[0] / self.progress[1]))
             p.fillRect(QRectF(2, TITLE_H - 3, (self.w - 4) * frac, 3), theme.STATE_COLORS["running"])
-        text = lod >= LOD_TEXT
-        self._paint_sockets(p, drag, text)
-        if text:
-            self._paint_title(p)
-            if not self.collapsed:
-                self._paint_rows(p)
-        else:
-            for row in self.rows:
-                p.setPen(Qt.NoPen)
-                p.setBrush(theme.ROW_BG)
-                p.drawRoundedRect(row.rect, 4, 4)
+        label_font, _ = Fonts.at(Fonts.label, lod)
+        sockets_text = label_font.pixelSize() <= SOCKET_ROW - 3
+        self._paint_sockets(p, drag, sockets_text, lod)
+        self._paint_title(p, lod)
+        if not self.collapsed:
+            self._paint_rows(p, lod)
         if self.image_rect is not None and not self.collapsed:
             img = self.shown_image()
             if img is not None:
@@ -385,8 +374,8 @@ class NodeItem(QGraphicsItem):
                 r = QRectF(target.center().x() - w / 2, target.top(), w, h)
                 p.setRenderHint(QPainter.SmoothPixmapTransform, True)
                 p.drawImage(r, img)
-        if self.error and text:
-            self._paint_error(p)
+        if self.error:
+            self._paint_error(p, lod)
 
     def _accepts_drag(self, drag: Any) -> bool:
         if drag.node_id == self.node.id:
@@ -404,20 +393,20 @@ class NodeItem(QGraphicsItem):
                       and type_name != "*"]
         return names
 
-    def _paint_sockets(self, p: QPainter, drag: Any, text: bool) -> None:
+    def _paint_sockets(self, p: QPainter, drag: Any, text: bool, zoom: float) -> None:
         reg = self.gs.registry
         links_in = self.gs.graph.inputs_of(self.node.id)
-        fm_font = _Fonts.label
+        font, _ = Fonts.at(Fonts.label, zoom)
         if text:
-            p.setFont(fm_font)
+            p.setFont(font)
         for name, t, y in self.inputs:
             c = theme.color(reg.color(t))
             state = 0
             if drag is not None and drag.node_id != self.node.id:
                 state = 1 if drag.from_output and reg.compatible(drag.type, t) else -1
             self._socket(p, QPointF(0, y), c, name in links_in, state)
-            if f"input {name}" in self.problems:
-                p.setPen(QPen(theme.PROBLEM, 2))
+            if f"input {name}" in self.problems or f"input {name}" in self.warnings:
+                p.setPen(QPen(theme.PROBLEM if f"input {name}" in self.problems else theme.WARNING, 2))
                 p.setBrush(Qt.NoBrush)
                 p.drawEllipse(QPointF(0, y), SOCKET_R + 3, SOCKET_R + 3)
             if text and not self.collapsed:
@@ -463,7 +452,13 @@ class NodeItem(QGraphicsItem):
         p.setBrush(c if filled else theme.NODE_BODY)
         p.drawEllipse(at, r, r)
 
-    def _paint_title(self, p: QPainter) -> None:
+    def _paint_title(self, p: QPainter, zoom: float) -> None:
+        """The title in its band (with the collapse triangle and the run-state badge), or, once
+        the zoom makes it outgrow the band, as a label over the top of the node."""
+        font, fm = Fonts.at(Fonts.title, zoom)
+        if font.pixelSize() > TITLE_H - 6:
+            self.paint_title_label(p, zoom)
+            return
         # collapse triangle
         p.setPen(Qt.NoPen)
         p.setBrush(QColor(255, 255, 255, 150))
@@ -478,12 +473,13 @@ class NodeItem(QGraphicsItem):
             tri.lineTo(11, TITLE_H / 2 + 3)
         tri.closeSubpath()
         p.drawPath(tri)
-        badge = self._badge_text()
-        badge_w = _Fonts.small_m.horizontalAdvance(badge) + 12 if badge else 0
-        p.setFont(_Fonts.title)
+        small, small_m = Fonts.at(Fonts.small, zoom)
+        badge = self._badge_text() if small.pixelSize() <= TITLE_H - 12 else ""
+        badge_w = small_m.horizontalAdvance(badge) + 12 if badge else 0
+        p.setFont(font)
         p.setPen(theme.TITLE_TEXT)
         avail = self.w - 24 - badge_w - 6
-        title = _Fonts.title_m.elidedText(self.title_str, Qt.ElideRight, avail)
+        title = fm.elidedText(self.title_str, Qt.ElideRight, avail)
         p.drawText(QRectF(21, 0, avail, TITLE_H), Qt.AlignVCenter | Qt.AlignLeft, title)
         if badge and not self.collapsed or (badge and self.collapsed and self.state):
             c = theme.STATE_COLORS.get(self.state or "", theme.TEXT_DIM)
@@ -492,9 +488,21 @@ class NodeItem(QGraphicsItem):
             bg = QColor(0, 0, 0, 110)
             p.setBrush(bg)
             p.drawRoundedRect(r, 7, 7)
-            p.setFont(_Fonts.small)
+            p.setFont(small)
             p.setPen(c)
             p.drawText(r, Qt.AlignCenter, badge)
+
+    def paint_title_label(self, p: QPainter, zoom: float) -> None:
+        """The title zoomed out: MIN_TEXT_PX on screen, on a band of the title colour as tall as it
+        needs over the top of the node, cut to the node's width."""
+        font, fm = Fonts.at(Fonts.title, zoom)
+        band = QRectF(0, 0, self.w, min(max(TITLE_H, font.pixelSize() * 1.35), max(self.h, TITLE_H)))
+        p.fillRect(band, self.title_color)
+        pad = 4 / max(zoom, 1e-3)
+        p.setFont(font)
+        p.setPen(theme.TITLE_TEXT)
+        text = fm.elidedText(self.title_str, Qt.ElideRight, max(0.0, self.w - 2 * pad))
+        p.drawText(band.adjusted(pad, 0, -pad, 0), Qt.AlignVCenter | Qt.AlignLeft, text)
 
     def _badge_text(self) -> str:
         s = self.state
@@ -518,96 +526,64 @@ class NodeItem(QGraphicsItem):
             return "muted"
         return ""
 
-    def _paint_rows(self, p: QPainter) -> None:
+    def _paint_rows(self, p: QPainter, zoom: float) -> None:
+        """Each param row: its box (outlined when it has a problem), then its text if the text
+        fits the row at ``zoom`` (fonts never shrink below MIN_TEXT_PX on screen)."""
         params = self.node.params
         links_in = self.gs.graph.inputs_of(self.node.id)
         editing = self.gs.editing
-        fm = _Fonts.label_m
+        font, fm = Fonts.at(Fonts.label, zoom)
+        small, _ = Fonts.at(Fonts.small, zoom)
         for row in self.rows:
-            prm = row.param
-            r = row.rect
-            problem = self.problems.get(f"param {prm.name}")
-            p.setPen(QPen(theme.PROBLEM, 1.5) if problem else Qt.NoPen)
+            prm, r = row.param, row.rect
+            field = f"param {prm.name}"
+            outline = theme.PROBLEM if field in self.problems else theme.WARNING if field in self.warnings else None
+            p.setPen(QPen(outline, 1.5) if outline is not None else Qt.NoPen)
             p.setBrush(theme.ROW_BG)
-            p.drawRoundedRect(r, 9 if prm.kind != STRING or not prm.multiline else 5,
-                              9 if prm.kind != STRING or not prm.multiline else 5)
-            if row.control is not None:
-                mode = self.node.control_after_run.get(prm.name, prm.control_after_run)
-                p.setFont(_Fonts.small)
-                p.setPen(theme.TEXT_FAINT)
-                p.drawText(row.control.adjusted(10, 0, -10, 0), Qt.AlignVCenter | Qt.AlignLeft,
-                           "control after run")
-                p.setPen(theme.TEXT_DIM)
-                p.drawText(row.control.adjusted(10, 0, -10, 0), Qt.AlignVCenter | Qt.AlignRight,
-                           f"{mode} ▾")
-            if editing is not None and editing == (self.node.id, prm.name):
-                continue  # the editor widget covers it
+            radius = 5 if prm.kind == STRING and prm.multiline else 9
+            p.drawRoundedRect(r, radius, radius)
+            if row.control is not None and small.pixelSize() <= CONTROL_ROW - 2:
+                self._paint_control(p, row, small)
+            if (editing is not None and editing == (self.node.id, prm.name)) or font.pixelSize() > r.height() + 1:
+                continue  # the editor widget covers it, or its text would not fit
             value = params.get(prm.name, prm.default)
-            p.setFont(_Fonts.label)
+            p.setFont(font)
             if prm.name in links_in:
                 p.setPen(theme.TEXT_FAINT)
                 p.drawText(r.adjusted(12, 0, -12, 0), Qt.AlignVCenter | Qt.AlignLeft,
-                           f"{prm.name}  ← linked")
-                continue
-            if prm.kind == STRING and prm.multiline:
-                inner = r.adjusted(8, 5, -8, -5)
-                if value:
-                    p.setPen(theme.TEXT)
-                    p.drawText(inner, Qt.AlignTop | Qt.AlignLeft | Qt.TextWordWrap, str(value))
-                else:
-                    p.setPen(theme.TEXT_FAINT)
-                    p.drawText(inner, Qt.AlignTop | Qt.AlignLeft, prm.name)
-                continue
-            if prm.kind == BOOLEAN:
-                p.setPen(theme.TEXT_DIM)
-                p.drawText(r.adjusted(12, 0, -40, 0), Qt.AlignVCenter | Qt.AlignLeft, prm.name)
-                sw = QRectF(r.right() - 36, r.center().y() - 6, 26, 12)
-                on = bool(value)
-                p.setPen(Qt.NoPen)
-                p.setBrush(QColor("#4a8f5a") if on else QColor("#44474d"))
-                p.drawRoundedRect(sw, 6, 6)
-                p.setBrush(theme.TEXT)
-                cx = sw.right() - 6 if on else sw.left() + 6
-                p.drawEllipse(QPointF(cx, sw.center().y()), 4.5, 4.5)
-                continue
-            arrows = prm.kind in (INT, FLOAT, COMBO)
-            inner = r.adjusted(ARROW_W + 2 if arrows else 10, 0, -(ARROW_W + 2) if arrows else -10, 0)
-            if arrows:
-                p.setPen(Qt.NoPen)
-                p.setBrush(theme.TEXT_FAINT)
-                cy = r.center().y()
-                left = QPainterPath()
-                left.moveTo(r.left() + 11, cy - 4)
-                left.lineTo(r.left() + 6, cy)
-                left.lineTo(r.left() + 11, cy + 4)
-                left.closeSubpath()
-                right = QPainterPath()
-                right.moveTo(r.right() - 11, cy - 4)
-                right.lineTo(r.right() - 6, cy)
-                right.lineTo(r.right() - 11, cy + 4)
-                right.closeSubpath()
-                p.drawPath(left)
-                p.drawPath(right)
-            text = format_value(prm, value)
-            # the value keeps what it needs up to 65% of the row; the label gets the rest
-            value_w = min(fm.horizontalAdvance(text), inner.width() * 0.65)
-            text = fm.elidedText(text, Qt.ElideMiddle if prm.kind == COMBO else Qt.ElideRight,
-                                 max(value_w, 20))
-            p.setPen(theme.TEXT_DIM)
-            p.drawText(inner, Qt.AlignVCenter | Qt.AlignLeft,
-                       fm.elidedText(prm.name, Qt.ElideRight, inner.width() - value_w - 10))
-            p.setPen(theme.TEXT)
-            p.drawText(inner, Qt.AlignVCenter | Qt.AlignRight, text)
+                           fm.elidedText(f"{prm.name}  ← linked", Qt.ElideRight, r.width() - 24))
+            elif prm.kind == STRING and prm.multiline:
+                paint_multiline(p, prm, r, value)
+            elif prm.kind == BOOLEAN:
+                paint_toggle(p, prm, r, value, fm)
+            else:
+                paint_value(p, prm, r, value, fm)
 
-    def _paint_error(self, p: QPainter) -> None:
+    def _paint_control(self, p: QPainter, row: Row, font: QFont) -> None:
+        """A seed's "control after run" line: the mode, with a ▾ for its menu."""
+        mode = self.node.control_after_run.get(row.param.name, row.param.control_after_run)
+        p.setFont(font)
+        p.setPen(theme.TEXT_FAINT)
+        r = row.control.adjusted(10, 0, -10, 0)
+        p.drawText(r, Qt.AlignVCenter | Qt.AlignLeft, "control after run")
+        p.setPen(theme.TEXT_DIM)
+        p.drawText(r, Qt.AlignVCenter | Qt.AlignRight, f"{mode} ▾")
+
+    def _paint_error(self, p: QPainter, zoom: float) -> None:
         r = QRectF(0, self.h + 4, self.w, self.error_h)
         p.setPen(QPen(theme.PROBLEM, 1))
         p.setBrush(QColor(70, 20, 20, 230))
         p.drawRoundedRect(r, 5, 5)
-        p.setFont(_Fonts.small)
+        font, _ = Fonts.at(Fonts.small, zoom)
+        if font.pixelSize() > r.height() - 6:
+            return
+        p.save()
+        p.setClipRect(r)
+        p.setFont(font)
         p.setPen(QColor("#ffd6d6"))
         p.drawText(r.adjusted(6, 6, -6, -6), Qt.AlignTop | Qt.AlignLeft | Qt.TextWordWrap,
                    self.error or "")
+        p.restore()
 
 
 def format_seconds(seconds: float) -> str:
@@ -619,22 +595,3 @@ def format_seconds(seconds: float) -> str:
     if seconds < 60:
         return f"{seconds:.2f} s"
     return f"{int(seconds // 60)} min {int(seconds % 60):02d} s"
-
-
-def float_decimals(param: ParamSpec) -> int:
-    """Decimals shown for a FLOAT param: as many as its step needs (at least 1, step 0.01 → 2)."""
-    step = float(param.step or 0.01)
-    decimals = 0
-    while step < 0.999 and decimals < 6:
-        step *= 10
-        decimals += 1
-    return max(decimals, 1)
-
-
-def format_value(param: ParamSpec, value: Any) -> str:
-    """How a param value reads on the node."""
-    if param.kind == FLOAT and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return f"{value:.{float_decimals(param)}f}"
-    if param.kind == BOOLEAN:
-        return "true" if value else "false"
-    return str(value)

@@ -4,7 +4,8 @@ Below ``LOD_BOX`` zoom a node is only a coloured box and a wire only a line, and
 separate paint calls (one per item, each crossing from C++ into Python) would dominate a frame.
 So the scene flags node and wire items ``ItemHasNoContents`` — Qt then skips them while painting
 but they still take clicks and rubber-band selection — and this item draws every node box and
-wire in a handful of ``drawRects``/``drawLines`` calls, grouped by colour.
+wire in a handful of ``drawRects``/``drawLines`` calls, grouped by colour. Down to ``LOD_TITLE``
+it also writes the titles of the nodes in view, at the canvas's minimum text size.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from PySide6.QtGui import QColor, QPainter, QPen
 from PySide6.QtWidgets import QGraphicsItem, QStyleOptionGraphicsItem
 
 from .. import theme
-from .node import TITLE_H
+from .node import LOD_TITLE, TITLE_H
 
 if TYPE_CHECKING:
     from ..scene import GraphScene
@@ -35,6 +36,7 @@ class OverviewItem(QGraphicsItem):
         self.setZValue(-5)
         self.setAcceptedMouseButtons(Qt.NoButton)
         self.setFlag(QGraphicsItem.ItemIsSelectable, False)
+        self.setFlag(QGraphicsItem.ItemUsesExtendedStyleOption, True)  # exposedRect: titles in view
         self._rect = QRectF(-1e5, -1e5, 2e5, 2e5)
         self._body_cache: dict[int, QColor] = {}
         self._batches: tuple[list, list, list] | None = None
@@ -109,6 +111,19 @@ class OverviewItem(QGraphicsItem):
             pen.setCosmetic(True)
             p.setPen(pen)
             p.drawRects(rects)
+        lod = option.levelOfDetailFromTransform(p.worldTransform())
+        if lod >= LOD_TITLE - 1e-6:
+            self._paint_titles(p, option.exposedRect, lod)
+
+    def _paint_titles(self, p: QPainter, exposed: QRectF, lod: float) -> None:
+        """The titles of the nodes in ``exposed``, readable (see NodeItem.paint_title_label)."""
+        p.setRenderHint(QPainter.Antialiasing, True)
+        for item in self.gs.node_items.values():
+            if exposed.intersects(QRectF(item.x(), item.y(), item.w, item.h)):
+                p.save()
+                p.translate(item.x(), item.y())
+                item.paint_title_label(p, lod)
+                p.restore()
 
     def _body(self, title: QColor) -> QColor:
         key = title.rgba()

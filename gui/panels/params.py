@@ -18,6 +18,7 @@ from ..document import Document
 from ..items.node import float_decimals
 
 _INT32 = 2**31 - 1
+_NOTHING = object()
 _SHOWN_FIELDS = frozenset({ChangeKind.PARAM_CHANGED, ChangeKind.MODE_CHANGED, ChangeKind.NODE_CHANGED,
                            ChangeKind.CONTROL_CHANGED, ChangeKind.EXTRA_CHANGED})
 """Changes of a node that the panel's widgets show (they are synced, not rebuilt)."""
@@ -32,14 +33,19 @@ class ParamsPanel(QScrollArea):
         self.setWidgetResizable(True)
         self.setFrameShape(QScrollArea.NoFrame)
         self._widgets: dict[str, QWidget] = {}
+        self._typed: set[str] = set()  # widgets holding text the user changed and did not commit
         self._updating = False
+        self._detached = False
         self.show_node(None)
 
     # -- building --------------------------------------------------------------------------
     def show_node(self, node_id: str | None) -> None:
-        """Show the params of ``node_id`` (None: a hint)."""
+        """Show the params of ``node_id`` (None: a hint); what was typed for the node shown so far
+        is committed first."""
+        self.flush()
         self.node_id = node_id if node_id in self.doc.graph.nodes else None
         self._widgets = {}
+        self._typed = set()
         body = QWidget()
         lay = QVBoxLayout(body)
         lay.setContentsMargins(10, 10, 10, 10)
@@ -70,6 +76,7 @@ class ParamsPanel(QScrollArea):
         title = QLineEdit(node.title or "")
         title.setPlaceholderText(spec.display_name if spec else node.type)
         title.editingFinished.connect(lambda: self._commit_title(title.text()))
+        title.textEdited.connect(lambda _t: self._typed.add("__title"))
         self._widgets["__title"] = title
         lay.addWidget(title)
         info = QLabel(f"<span style='color:#9aa0a6'>{node.type}</span> · id {node.id}")
@@ -120,6 +127,7 @@ class ParamsPanel(QScrollArea):
             w.setSingleStep(int(p.step or 1))
             w.setValue(int(value))
             w.editingFinished.connect(lambda: self._commit(name, w.value()))
+            w.valueChanged.connect(lambda _v: self._mark_typed(name))
             return w
         if p.kind == FLOAT:
             w = QDoubleSpinBox()
@@ -128,6 +136,7 @@ class ParamsPanel(QScrollArea):
             w.setSingleStep(p.step or 0.1)
             w.setValue(float(value))
             w.editingFinished.connect(lambda: self._commit(name, round(w.value(), w.decimals())))
+            w.valueChanged.connect(lambda _v: self._mark_typed(name))
             return w
         if p.kind == BOOLEAN:
             w = QCheckBox()
@@ -154,16 +163,78 @@ class ParamsPanel(QScrollArea):
             w.setPlainText(str(value))
             w.setFixedHeight(96)
             w.installEventFilter(self)
+            w.textChanged.connect(lambda: self._mark_typed(name))
             return w
         # STRING, and INT beyond 32 bits (seeds): a line edit
         w = QLineEdit(str(value))
         w.editingFinished.connect(lambda: self._commit_text(p, w.text()))
+        w.textEdited.connect(lambda _t: self._typed.add(name))
         return w
 
     # -- committing ------------------------------------------------------------------------
-    def _commit(self, name: str, value: Any) -> None:
-        if self._updating or self.node_id is None or self.node_id not in self.doc.graph.nodes:
+    def _mark_typed(self, name: str) -> None:
+        if not self._updating:
+            self._typed.add(name)
+
+    def flush(self) -> None:
+        """Commit every value typed and not yet committed (one undo step; the widgets stay)."""
+        typed, self._typed = self._typed, set()
+        if self._detached or not typed or self.node_id not in self.doc.graph.nodes:
             return
+        node = self.doc.graph.nodes[self.node_id]
+        spec = self.doc.registry.get(node.type)
+        changes = []
+        for name in sorted(typed):
+            value = self._typed_value(name, self._widgets.get(name), spec)
+            if value is _NOTHING:
+                continue
+            if name == "__title":
+                if (value.strip() or None) != node.title:
+                    changes.append((name, value))
+            elif spec is not None and spec.param(name) is not None:
+                p = spec.param(name)
+                if node.params.get(name, p.default) != value or name not in node.params:
+                    changes.append((name, value))
+        if len(changes) > 1:
+            self.doc.undo.beginMacro("Edit params")
+        for name, value in changes:
+            self._commit_title(value) if name == "__title" else self._commit(name, value)
+        if len(changes) > 1:
+            self.doc.undo.endMacro()
+
+    def _typed_value(self, name: str, w: QWidget | None, spec: NodeSpec | None) -> Any:
+        """What widget ``name`` holds, as the value it would commit (_NOTHING: nothing valid)."""
+        if name == "__title" and isinstance(w, QLineEdit):
+            return w.text()
+        if isinstance(w, QPlainTextEdit):
+            return w.toPlainText()
+        if isinstance(w, QDoubleSpinBox):
+            w.interpretText()
+            return round(w.value(), w.decimals())
+        if isinstance(w, QSpinBox):
+            w.interpretText()
+            return w.value()
+        p = spec.param(name) if spec is not None else None
+        if isinstance(w, QLineEdit) and p is not None:
+            if p.kind != INT:
+                return w.text()
+            try:
+                return int(w.text().strip())
+            except ValueError:
+                return _NOTHING
+        return _NOTHING
+
+    def detach(self) -> None:
+        """The window is closing: commit nothing any more (the document goes first)."""
+        self._detached = True
+        for w in self._widgets.values():
+            w.removeEventFilter(self)
+
+    def _commit(self, name: str, value: Any) -> None:
+        if (self._updating or self._detached or self.node_id is None
+                or self.node_id not in self.doc.graph.nodes):
+            return
+        self._typed.discard(name)
         self.doc.set_param(self.node_id, name, value)
 
     def _commit_text(self, p: ParamSpec, text: str) -> None:
@@ -178,7 +249,8 @@ class ParamsPanel(QScrollArea):
         self._commit(p.name, value)
 
     def _commit_title(self, text: str) -> None:
-        if not self._updating and self.node_id in self.doc.graph.nodes:
+        self._typed.discard("__title")
+        if not self._updating and not self._detached and self.node_id in self.doc.graph.nodes:
             self.doc.set_title(self.node_id, text.strip() or None)
 
     def _commit_mode(self, mode: str) -> None:

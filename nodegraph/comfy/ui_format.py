@@ -10,7 +10,10 @@ target_slot, type]``, and 1, whose links are objects with those names. How it ma
 - links become links; an input "converted to a widget input" and linked feeds our param of that name;
 - ``Reroute`` nodes (and the frontend's native reroutes) disappear into the links they carried, their
   positions kept as the link's reroute points;
-- ``PrimitiveNode``\\ s disappear: their value (and control mode) is written into each param they feed;
+- a ``PrimitiveNode`` that feeds one param disappears: its value (and control mode) is written into
+  that param; one that feeds several params of one kind stays a node — our ``PrimitiveInt``,
+  ``PrimitiveFloat``, ``PrimitiveBoolean``, ``PrimitiveString`` or ``PrimitiveStringMultiline`` — linked
+  into each of them, so that one value still drives them all;
 - ``Note`` and ``MarkdownNote`` stay notes (node types of the built-in pack);
 - any other type becomes a placeholder node keeping its ComfyUI data (see common.py); a *bypassed*
   placeholder is wired through on import exactly as ComfyUI's frontend does when it queues the
@@ -27,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..graph import Graph, Group, Link, Node
-from ..registry import NodeSpec
+from ..registry import BOOLEAN, COMBO, FLOAT, INT, STRING, NodeSpec
 from .common import (COMFY_KEY, CONTROL_VALUES, EXTRA_WIDGETS, ImportReport, SpecsArg, control_mode,
                      import_error, make_placeholder, mapped_spec, resolve_specs, takes_control_value)
 from .prompt_text import import_value, prompt_notes
@@ -77,6 +80,8 @@ class _Importer:
         self.reroute_pos: dict[int, tuple[float, float]] = {}
         self.reroute_chain: dict[int, int] = {}
         self.primitives_resolved = 0
+        self.primitive_uses: dict[str, list[tuple[Node, NodeSpec | None, str, list]]] = {}
+        self.primitives_kept = 0
         definitions = data.get("definitions") if isinstance(data.get("definitions"), dict) else {}
         self.subgraphs = {sg["id"]: sg.get("name") or sg["id"] for sg in _list(definitions.get("subgraphs"))
                           if isinstance(sg, dict) and isinstance(sg.get("id"), str)}
@@ -106,6 +111,8 @@ class _Importer:
         for node_id, raw in self.raw.items():
             if raw["type"] not in (REROUTE, PRIMITIVE):
                 self._inputs_of(graph, graph.nodes[node_id], raw)
+        for prim_id, uses in self.primitive_uses.items():
+            self._primitive(graph, self.raw[prim_id], uses)
         self._resolved_notes()
         self.report.notes.extend(prompt_notes(graph))
         graph.groups = self._groups()
@@ -272,7 +279,7 @@ class _Importer:
                 continue
             origin = self.raw.get(found.origin)
             if origin is not None and origin["type"] == PRIMITIVE:
-                self._primitive_value(node, spec, name, origin)
+                self.primitive_uses.setdefault(found.origin, []).append((node, spec, name, points))
                 continue
             if not found.origin:
                 self.note(f"{where}: its link comes from an empty node id; left unconnected")
@@ -324,6 +331,32 @@ class _Importer:
                 return self._input_link(raw, i)
         return None
 
+    def _primitive(self, graph: Graph, primitive: dict[str, Any],
+                   uses: list[tuple[Node, NodeSpec | None, str, list]]) -> None:
+        """A PrimitiveNode: kept as a primitive node linked into the params it feeds when it feeds
+        several params of one kind, else its value written into each of them."""
+        type_id = _primitive_type([spec.param(name) if spec is not None else None
+                                   for _node, spec, name, _points in uses])
+        values = primitive.get("widgets_values")
+        if len(uses) < 2 or type_id is None or self.specs.get(type_id) is None or not (
+                isinstance(values, list) and values):
+            for node, spec, name, _points in uses:
+                self._primitive_value(node, spec, name, primitive)
+            return
+        first, _spec, first_name, _ = uses[0]
+        params, control = {"value": import_value(first.type, first_name, values[0])}, {}
+        if type_id == "PrimitiveInt" and len(values) > 1 and values[1] in CONTROL_VALUES:
+            control["value"] = control_mode(values[1])
+        node = Node(str(primitive["id"]), type_id, params, control_after_run=control,
+                    pos=_pair(primitive.get("pos")) or (0.0, 0.0), size=_pair(primitive.get("size")),
+                    title=primitive["title"] if isinstance(primitive.get("title"), str) else None)
+        graph.add(node)
+        output = self.specs[type_id].outputs[0].name
+        for target, _spec, name, points in uses:
+            extra = {"reroutes": [[round(x), round(y)] for x, y in points]} if points else {}
+            graph.add_link(Link(node.id, output, target.id, name, extra))
+        self.primitives_kept += 1
+
     def _primitive_value(self, node: Node, spec: NodeSpec | None, name: str,
                          primitive: dict[str, Any]) -> None:
         values = primitive.get("widgets_values")
@@ -357,9 +390,13 @@ class _Importer:
         primitives = [r for r in self.raw.values() if r["type"] == PRIMITIVE]
         if reroutes:
             self.note(f"{reroutes} Reroute node(s) became reroute points on the links they carried")
-        if primitives:
-            self.note(f"{len(primitives)} PrimitiveNode(s) were written into the params they fed "
+        folded = len(primitives) - self.primitives_kept
+        if folded:
+            self.note(f"{folded} PrimitiveNode(s) were written into the params they fed "
                       f"({self.primitives_resolved} param(s))")
+        if self.primitives_kept:
+            self.note(f"{self.primitives_kept} PrimitiveNode(s) feeding several params became "
+                      "primitive nodes (Int, Float, String, Boolean) linked into them")
 
     # -- groups ----------------------------------------------------------------------------
     def _groups(self) -> list[Group]:
@@ -374,6 +411,19 @@ class _Importer:
             extra = {"font_size": raw["font_size"]} if raw.get("font_size") not in (None, 24) else {}
             groups.append(Group(title, tuple(float(v) for v in rect), color, extra))
         return groups
+
+
+def _primitive_type(params: list[Any]) -> str | None:
+    """Our primitive node type for a PrimitiveNode feeding ``params`` (None: they are not all
+    params of one kind, e.g. an input of a placeholder)."""
+    kinds = {(p.kind, p.multiline) if p is not None else None for p in params}
+    if len(kinds) != 1 or None in kinds:
+        return None
+    kind, multiline = kinds.pop()
+    if kind == STRING and multiline:
+        return "PrimitiveStringMultiline"
+    return {INT: "PrimitiveInt", FLOAT: "PrimitiveFloat", BOOLEAN: "PrimitiveBoolean", STRING: "PrimitiveString",
+            COMBO: "PrimitiveString"}.get(kind)
 
 
 def _socket(raw: dict[str, Any]) -> dict[str, Any]:

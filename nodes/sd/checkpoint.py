@@ -31,6 +31,7 @@ from nodes.sd.diffusion_model import DiffusionModel
 from nodes.sd.files import (CheckpointError, load_pickle, read_mapped, read_safetensors_header,  # noqa: F401
                             read_state_dict)  # (read through this module too: lora, embeddings' callers, tests, bench)
 from nodes.sd.memory import DtypeChoice, ModelMemory, module_bytes
+from nodes.sd.preview_fit import projection_for
 
 FAMILIES = ("sd1", "sd2", "sdxl", "sdxl_refiner")
 UNET_PREFIX = "model.diffusion_model."
@@ -251,9 +252,10 @@ def load_checkpoint(
             reading.join()
     model = DiffusionModel.for_family(unet_model, family, pred)
     model.source = path.name
+    vae = vae_module.VAE(vae_model, family) if vae_model is not None else None
+    model.preview_projection = projection_for(vae, family, path)  # lazy: fitted if the VAE is not SD's
     return LoadedCheckpoint(
-        path=path, family=family, prediction=pred, prediction_source=source, model=model,
-        vae=vae_module.VAE(vae_model, family) if vae_model is not None else None,
+        path=path, family=family, prediction=pred, prediction_source=source, model=model, vae=vae,
         text_encoder=text, dtype=next(unet_model.parameters()).dtype, file_dtype=stored, metadata=metadata,
     )
 

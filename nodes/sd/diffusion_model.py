@@ -53,6 +53,9 @@ class DiffusionModel:
         self.family = family
         self.latent_scale = float(latent_scale)
         self.adm_fn = adm_fn
+        self.preview_projection = None
+        """Live previews' latent→RGB map when the family's published one does not fit the checkpoint's
+        VAE, or a callable computing it on first use (see preview_fit.projection_for); None: the family's."""
 
     def __repr__(self) -> str:
         return (f"DiffusionModel(family={self.family!r}, {self.model_sampling!r}, latent_scale={self.latent_scale}, "

@@ -394,7 +394,8 @@ class CFGGuider:
 
         def report(d: dict) -> None:  # an adaptive sampler (dpm_adaptive) may take more steps than planned
             callback(StepInfo(step=int(d["i"]), total=max(total, int(d["i"]) + 1), sigma=float(d["sigma"]),
-                              x=d["x"], denoised=d["denoised"], family=model.family))
+                              x=d["x"], denoised=d["denoised"], family=model.family,
+                              projection=model.preview_projection))
 
         samples = sampler(denoiser, x, sigmas, extra_args={"seed": seed, "model_sampling": ms},
                           callback=report if callback is not None else None)

@@ -1,9 +1,12 @@
-"""Cheap live previews: a fixed linear map from the 4 latent channels to RGB, per model family.
+"""Cheap live previews: a fixed linear map from the 4 latent channels to RGB.
 
-The projection matrices are the least-squares fits published in ComfyUI's `comfy/latent_formats.py`
-(`SD15.latent_rgb_factors`, `SDXL.latent_rgb_factors` and `latent_rgb_factors_bias`); they map a
-latent in the U-Net's (scaled) space to RGB in −1…1. Used as data (12 numbers each), not code.
-A preview costs one 4×3 matrix product per latent pixel: nothing next to a U-Net step.
+For Stable Diffusion's own VAE the projection is, per model family, the least-squares fit published
+in ComfyUI's `comfy/latent_formats.py` (`SD15.latent_rgb_factors`, `SDXL.latent_rgb_factors` and
+`latent_rgb_factors_bias`); it maps a latent in the U-Net's (scaled) space to RGB in −1…1. Used as
+data (12 numbers each), not code. A checkpoint whose VAE has another architecture (the shipped demo
+model's tiny one) gets a projection fitted to its own VAE (preview_fit.py): the SD factors would
+give it wrong colours. A preview costs one 4×3 matrix product per latent
+pixel: nothing next to a U-Net step.
 """
 from __future__ import annotations
 
@@ -27,7 +30,10 @@ _SDXL_FACTORS = (
 )
 _SDXL_BIAS = (0.1084, -0.0175, -0.0011)
 
-LATENT_RGB: dict[str, tuple[tuple, tuple]] = {
+Projection = tuple[tuple[tuple[float, ...], ...], tuple[float, ...]]
+"""(factors: one row of R, G, B weights per latent channel, bias: R, G, B)."""
+
+LATENT_RGB: dict[str, Projection] = {
     "sd1": (_SD15_FACTORS, (0.0, 0.0, 0.0)),
     "sd2": (_SD15_FACTORS, (0.0, 0.0, 0.0)),  # SD2 shares SD1's VAE
     "sdxl": (_SDXL_FACTORS, _SDXL_BIAS),
@@ -35,16 +41,19 @@ LATENT_RGB: dict[str, tuple[tuple, tuple]] = {
 }
 
 
-def latent_to_rgb(latent: torch.Tensor, family: str) -> np.ndarray:
-    """Preview of the first image of a latent in U-Net space ([B, 4, H, W] or [4, H, W]).
+def latent_to_rgb(latent: torch.Tensor, family: str, projection: Projection | None = None) -> np.ndarray:
+    """Preview of the first image of a latent in U-Net space ([B, 4, H, W] or [4, H, W]), with
+    ``projection`` (e.g. fitted to the checkpoint's VAE), else the family's published one.
 
     Returns a uint8 array [H, W, 3] (one pixel per latent pixel, i.e. 1/8 of the image size).
     """
-    try:
-        factors, bias = LATENT_RGB[family]
-    except KeyError:
-        raise ValueError(f"latent_to_rgb: no preview projection for family {family!r}; "
-                         f"known: {', '.join(LATENT_RGB)}") from None
+    if projection is None:
+        try:
+            projection = LATENT_RGB[family]
+        except KeyError:
+            raise ValueError(f"latent_to_rgb: no preview projection for family {family!r}; "
+                             f"known: {', '.join(LATENT_RGB)}") from None
+    factors, bias = projection
     if latent.ndim == 4:
         latent = latent[0]
     if latent.ndim != 3 or latent.shape[0] != len(factors):
@@ -70,10 +79,14 @@ class StepInfo:
     x: torch.Tensor
     denoised: torch.Tensor
     family: str = field(default="sd1")
+    projection: Projection | Callable[[], Projection] | None = None
+    """The model's own preview projection, or what computes it the first time it is needed (None:
+    the family's published one)."""
 
     def preview(self) -> np.ndarray:
         """uint8 [H/8, W/8, 3] image of the denoised estimate (first image of the batch)."""
-        return latent_to_rgb(self.denoised, self.family)
+        projection = self.projection() if callable(self.projection) else self.projection
+        return latent_to_rgb(self.denoised, self.family, projection)
 
 
 StepCallback = Callable[[StepInfo], None]

@@ -25,7 +25,7 @@ def test_import_comfy_writes_a_graph_file(tmp_path, capsys):
     graph = load(tmp_path / "g.json")
     assert graph.nodes["10"].params["steps"] == 25
     out = capsys.readouterr()
-    assert "wrote" in out.out and "PrimitiveNode(s) were written into the params" in out.err
+    assert "wrote" in out.out and "PrimitiveNode(s) feeding several params became primitive nodes" in out.err
 
 
 def test_import_comfy_lists_unknown_types_with_their_counts(tmp_path, capsys):

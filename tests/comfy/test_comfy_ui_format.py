@@ -139,15 +139,29 @@ def test_square_brackets_in_prompts_are_escaped_to_keep_comfyuis_meaning(specs):
 
 
 # -- primitives, reroutes -------------------------------------------------------------------------------
-def test_primitive_nodes_are_written_into_every_param_they_feed(specs):
+def test_primitive_nodes_feeding_several_params_stay_nodes_linked_into_each(specs):
     graph = imported(template("sdxl_simple_example"), specs)
     assert not any(n.type == "PrimitiveNode" for n in graph.nodes.values())
-    base, refiner = graph.nodes["10"], graph.nodes["11"]
-    assert (base.params["steps"], base.params["end_at_step"]) == (25, 20)
-    assert (refiner.params["steps"], refiner.params["start_at_step"]) == (25, 20)
-    assert graph.nodes["6"].params["text"] == graph.nodes["15"].params["text"] == (
-        "evening sunset scenery blue sky nature, glass bottle with a galaxy in it")
-    assert not any(lk.input in ("steps", "text", "end_at_step") for lk in graph.links)
+    kept = {n.id: n for n in graph.nodes.values() if n.type.startswith("Primitive")}
+    assert {nid: (n.type, n.params["value"]) for nid, n in kept.items()} == {
+        "45": ("PrimitiveInt", 25), "47": ("PrimitiveInt", 20),
+        "50": ("PrimitiveStringMultiline", "text, watermark"),
+        "51": ("PrimitiveStringMultiline",
+               "evening sunset scenery blue sky nature, glass bottle with a galaxy in it")}
+    fed = {nid: sorted((lk.dst, lk.input) for lk in graph.links_from(nid)) for nid in kept}
+    assert fed["45"] == [("10", "steps"), ("11", "steps")]
+    assert fed["47"] == [("10", "end_at_step"), ("11", "start_at_step")]
+    assert fed["51"] == [("15", "text"), ("6", "text")]
+    assert kept["45"].control_after_run == {"value": "fixed"} and kept["51"].title == "Positive Prompt (Text)"
+
+
+def test_a_primitive_feeding_one_param_is_written_into_it(specs):
+    data = workflow([
+        dict(id=1, type="PrimitiveNode", widgets_values=[30], outputs=[("INT", "INT", [1])]),
+        ksampler([5, "fixed", 20, 8, "euler", "normal", 1]) | {"inputs": [("steps", "INT", 1)]},
+    ], links=[[1, 1, 0, 3, 0, "INT"]])
+    graph = imported(data, specs)
+    assert graph.nodes["3"].params["steps"] == 30 and set(graph.nodes) == {"3"}
 
 
 def test_a_primitive_feeding_a_seed_brings_its_control_mode(specs):

@@ -137,3 +137,10 @@ def test_run_with_advance_applies_control_after_run_once_it_succeeded(session):
     assert ngtest.SINK == [5020] and n.params["seed"] == 6
     session.run(g)
     assert n.params["seed"] == 6
+
+
+def test_run_goes_on_beside_a_broken_node_no_output_needs(session, chain, calls):
+    chain.add_node("KSampler", {"steps": 0}, id="pasted")
+    session.run(chain)
+    assert ngtest.SINK == [5] and "KSampler" not in calls
+    assert [p.severity for p in session.validate(chain)] == ["warning"]

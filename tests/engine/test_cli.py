@@ -210,3 +210,16 @@ def test_the_written_hello_example_is_canonical():
     from nodegraph.format import load
 
     assert dumps(load(HELLO)) == HELLO.read_text()
+
+
+def test_run_goes_on_beside_a_broken_node_no_output_needs_and_warns_about_it(tmp_path, capsys):
+    def build(g):
+        c = g.add_node("ngtest.Const", {"value": 4})
+        g.connect(c, "value", g.add_node("ngtest.Sink"), "value")
+        g.add_node("ngtest.Const", {"value": "x"}, id="9")  # pasted beside, connected to nothing
+
+    assert cli("run", graph_file(tmp_path, build)) == 0
+    captured = capsys.readouterr()
+    assert ("warning: node 9 (ngtest.Const) param value: 'x' is a string, expected a whole number "
+            "such as 20 (no output needs this node, so it does not run)") in captured.err
+    assert "done: 2 node(s) ran" in captured.out and ngtest.SINK == [4]

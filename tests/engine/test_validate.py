@@ -266,3 +266,59 @@ def test_the_plan_lists_the_needed_nodes_sources_first(registry, chain):
     order = list(plan.node_ids)
     assert all(order.index(lk.src) < order.index(lk.dst) for lk in chain.links if lk.src in order)
     assert plan.targets == tuple(n.id for n in chain.nodes.values() if n.type == "Sink")
+
+
+# -- a run takes what its outputs need: the problems of other nodes are warnings -----------------
+def test_problems_of_a_node_no_output_needs_are_warnings_saying_it_does_not_run(registry, chain):
+    chain.add_node("KSampler", {"steps": 0}, id="pasted")  # unconnected, out of range
+    (p,) = validate(chain, registry)
+    assert (p.code, p.node_id, p.severity) == ("below_min", "pasted", "warning")
+    assert p.message == "0 is below the minimum 1 (no output needs this node, so it does not run)"
+    assert errors(validate(chain, registry)) == []
+
+
+def test_the_same_problem_on_a_node_an_output_needs_stays_an_error(registry):
+    g = Graph()
+    sink_of(g, g.add_node("KSampler", {"steps": 0}, id="k"), "LATENT")
+    (p,) = validate(g, registry)
+    assert (p.code, p.node_id, p.severity) == ("below_min", "k", "error")
+
+
+def test_a_node_only_a_muted_node_needs_is_not_needed(registry):
+    g = Graph()
+    bad = g.add_node("Const", {"value": "x"}, id="bad")
+    muted = g.add_node("Double", id="m")
+    g.connect(bad, "value", muted, "x")
+    muted.mode = "muted"
+    sink = sink_of(g, g.add_node("Const", {"value": 1}))
+    g.connect(muted, "value", sink, "extra")  # an optional input: a muted source gives it nothing
+    assert {(p.node_id, p.severity) for p in validate(g, registry)} == {("bad", "warning")}
+
+
+def test_explicit_targets_decide_what_is_needed(registry, chain):
+    chain.nodes["stray"].params["value"] = "x"
+    assert errors(validate(chain, registry)) == []
+    (p,) = errors(validate(chain, registry, targets=["stray"]))
+    assert (p.code, p.node_id) == ("wrong_kind", "stray")
+
+
+def test_without_any_output_node_every_problem_stays_an_error(registry):
+    g = Graph()
+    g.add_node("KSampler", {"steps": 0}, id="k")
+    assert sorted((p.code, p.severity) for p in validate(g, registry)) == [
+        ("below_min", "error"), ("no_output_node", "error")]
+
+
+def test_a_cycle_no_output_needs_is_a_warning(registry, chain):
+    a, b = chain.add_node("Double", id="a"), chain.add_node("Double", id="b")
+    chain.connect(a, "value", b, "x")
+    chain.connect(b, "value", a, "x")
+    (p,) = validate(chain, registry)
+    assert (p.code, p.severity) == ("cycle", "warning")
+
+
+def test_explicit_targets_need_no_output_node(registry):
+    g = Graph()
+    c = g.add_node("Const", {"value": 3}, id="c")
+    assert validate(g, registry, targets=[c]) == []
+    assert [p.code for p in validate(g, registry)] == ["no_output_node"]

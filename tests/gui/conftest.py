@@ -32,6 +32,8 @@ class FakeDialogs:
         self.save_answer: str | None = None
         self.asked: list[tuple[str, object]] = []
         self.errors: list[tuple[str, str]] = []
+        self.details_shown: list[tuple[str, str]] = []
+        self.folders_opened: list[str] = []
 
     def unsaved(self, name):
         self.asked.append(("unsaved", name))
@@ -45,12 +47,18 @@ class FakeDialogs:
         self.asked.append(("open", start))
         return self.open_answer
 
-    def save_path(self, start):
+    def save_path(self, start, title="Save graph", filter=""):
         self.asked.append(("save", start))
         return self.save_answer
 
     def error(self, title, text):
         self.errors.append((title, text))
+
+    def details(self, title, text):
+        self.details_shown.append((title, text))
+
+    def open_folder(self, path):
+        self.folders_opened.append(path)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -59,11 +59,20 @@ def test_viewer_saves_and_copies_the_image(window, tmp_path):
     assert window.viewer.index == 1
 
 
-def test_new_window_has_its_own_runs(window):
+def test_a_new_window_shares_the_queue_but_stop_stops_only_its_own_run(window, qtbot):
+    g = image_graph()
+    g.nodes["2"].params.update(steps=60, delay=0.01)
+    window.doc.replace_graph(g, None)
     other = window.new_window()
     try:
-        assert other.session is not window.session
-        assert other.session.registry is window.session.registry
-        assert other.session.executor.cache is window.session.executor.cache
+        assert other.session is window.session and other.runner.queue is window.runner.queue
+        other.doc.replace_graph(image_graph(), None)
+        assert window.run() and other.run()
+        assert window.runner.queue.remaining() == 2
+        other.stop()  # its run has not started: it leaves the queue; the first one goes on
+        with qtbot.waitSignal(window.runner.run_finished, timeout=10_000) as blocker:
+            pass
+        assert blocker.args[0].status == "finished"
+        assert other.runner.last.status == "cancelled"
     finally:
         other.close()

@@ -434,10 +434,10 @@ def test_fit_key_frames_all_nodes(make_window, qtbot):
     assert vr.contains(QPointF(0, 0)) and vr.contains(QPointF(3100, 2050))
 
 
-def test_zoomed_out_nodes_are_boxes_without_text(make_window):
+def test_zoomed_out_below_the_title_zoom_nodes_are_boxes_without_text(make_window):
     win = make_window(two_nodes())
     view = win.view
-    view.set_zoom(0.15)
+    view.set_zoom(0.12)
     view.centerOn(QPointF(200, 50))
     from gui.items.overview import _mix
     from gui import theme

@@ -71,7 +71,9 @@ def test_stop_right_after_run_is_never_lost_to_the_worker_starting(make_window, 
         with qtbot.waitSignal(win.runner.run_finished, timeout=5000) as blocker:
             assert win.run()
             win.stop()  # before the worker thread has begun the run
-        assert blocker.args[0].status == "interrupted"
+        # taken out of the queue if it had not started yet, else stopped at its first step
+        assert blocker.args[0].status in ("cancelled", "interrupted")
+        assert not win.runner.running
 
 
 def test_progress_shows_on_the_node_with_its_preview(make_window, qtbot):
@@ -91,6 +93,8 @@ def test_validation_problems_highlight_nodes_before_anything_runs(make_window, q
     g = Graph()
     g.add_node(P + "Preview", {}, id="1", pos=(0, 0))  # its images input is not connected
     g.add_node(P + "SolidImage", {"width": 0}, id="2", pos=(0, 200))  # below the minimum
+    g.add_node(P + "Preview", {}, id="3", pos=(300, 200))
+    g.connect("2", "IMAGE", "3", "images")
     win = make_window(g)
     out = run_and_wait(win, qtbot)
     assert out.status == "invalid"
@@ -189,3 +193,104 @@ def test_the_runner_forwards_the_engines_events_in_order_with_their_images(regis
     assert shown["1"] == [] and shown["2"] == []
     assert [(i.width(), i.height()) for i in shown["3"]] == [(64, 48)]
     assert shown["3"][0].pixelColor(10, 10) == QColor(255, 0, 0)
+
+
+# -- run what the outputs need; failures told once, with their details ----------------------------
+def test_a_broken_node_no_output_needs_is_a_warning_on_the_node_and_the_run_goes_on(make_window, qtbot):
+    g = image_graph()
+    g.add_node(P + "Slow", {"steps": 0}, id="9", pos=(0, 300))  # pasted beside: unconnected, bad
+    win = make_window(g)
+    out = run_and_wait(win, qtbot)
+    assert out.status == "finished" and sorted(out.executed) == ["1", "2", "3"]
+    item = win.scene.node_items["9"]
+    assert set(item.warnings) == {"input image", "param steps"} and not item.problems
+    rows = [win.log.problems.topLevelItem(i) for i in range(win.log.problems.topLevelItemCount())]
+    assert {r.text(0) for r in rows} == {"9"}
+    assert all("no output needs this node" in r.text(2) for r in rows)
+    c = pixel(win.view, item_point(win.view, "9", 0.3, item.h - 8))  # outlined in orange
+    assert c.red() > 200 and 120 < c.green() < 190 and c.blue() < 90
+
+
+def test_problems_show_as_soon_as_a_file_is_opened(make_window, qtbot, tmp_path):
+    from nodegraph import format as graph_format
+
+    g = Graph()
+    g.add_node(P + "Preview", {}, id="1", pos=(0, 0))  # nothing feeds its images
+    path = graph_format.save(g, tmp_path / "broken.json")
+    win = make_window()
+    assert win.load(path)
+    qtbot.waitUntil(lambda: "input images" in win.scene.node_items["1"].problems, timeout=3000)
+    assert win.log.tabText(2) == "Problems (1)"
+
+
+def failing_graph(node_type: str, message: str) -> Graph:
+    g = image_graph()
+    g.add_node(P + node_type, {"message": message}, id="4", pos=(300, 250))
+    g.connect("1", "IMAGE", "4", "image")
+    g.connect("4", "IMAGE", "3", "images")
+    return g
+
+
+def test_a_failure_on_purpose_shows_its_message_alone_logged_once_and_listed(make_window, qtbot):
+    win = make_window(failing_graph("Refuse", "the mask is smaller than the image; resize it"))
+    out = run_and_wait(win, qtbot)
+    assert out.status == "failed" and out.node_id == "4"
+    assert win.scene.node_items["4"].error == "the mask is smaller than the image; resize it"
+    assert win.log.log.toPlainText().count("the mask is smaller than the image") == 1
+    row = win.log.problems.topLevelItem(0)
+    assert (row.text(0), row.text(2)) == ("4", "the mask is smaller than the image; resize it")
+
+
+def test_a_bug_names_its_exception_and_details_give_its_traceback(make_window, qtbot):
+    win = make_window(failing_graph("Fail", "out of paint"))
+    run_and_wait(win, qtbot)
+    item = win.scene.node_items["4"]
+    assert item.error == "ValueError: out of paint"
+    log = win.log.log.toPlainText()
+    assert log.count("out of paint") == 1 and "a bug" in log and "Traceback" not in log
+    # right-click the failed node: its menu offers the details
+    click(win.view, item.mapToScene(QPointF(60, 10)), Qt.RightButton)
+    (action,) = [a for a in win.view.menus.shown.actions() if a.text() == "Error details…"]
+    action.trigger()
+    (title, text), = win.dialogs.details_shown
+    assert "Node 4 failed" in title and "Traceback" in text and "ValueError: out of paint" in text
+
+
+def test_the_problems_tab_gives_a_failures_details_on_request(make_window, qtbot):
+    win = make_window(failing_graph("Refuse", "no"))
+    run_and_wait(win, qtbot)
+    tree = win.log.problems
+    rect = tree.visualItemRect(tree.topLevelItem(0))
+    tree.customContextMenuRequested.emit(rect.center())
+    (action,) = [a for a in win.log.menu.actions() if a.text() == "Details…"]
+    action.trigger()
+    (title, text), = win.dialogs.details_shown
+    assert "NodeError: no" in text
+
+
+def test_files_a_run_writes_are_links_that_open_their_folder(make_window, qtbot, tmp_path):
+    g = Graph()
+    g.add_node("example_pack.PromptTemplate", {}, id="1", pos=(0, 0))
+    g.add_node("example_pack.SaveText", {"filename_prefix": "linked"}, id="2", pos=(400, 0))
+    g.connect("1", "text", "2", "text")
+    win = make_window(g)
+    run_and_wait(win, qtbot)
+    written = str(tmp_path / "out" / "linked_00001.txt")
+    browser = win.log.log
+    found = browser.document().find(written)
+    assert not found.isNull() and found.charFormat().isAnchor()
+    browser.setTextCursor(found)
+    at = browser.cursorRect(found).center()
+    at.setX(at.x() - 20)  # inside the link's text
+    click_widget(browser.viewport(), at)
+    assert win.dialogs.folders_opened == [written]
+
+
+def click_widget(widget, at):
+    from PySide6.QtCore import QEvent, QPointF as F
+    from PySide6.QtGui import QMouseEvent
+    from PySide6.QtWidgets import QApplication
+
+    for kind, buttons in ((QEvent.MouseButtonPress, Qt.LeftButton), (QEvent.MouseButtonRelease, Qt.NoButton)):
+        QApplication.sendEvent(widget, QMouseEvent(kind, F(at), F(widget.mapToGlobal(at)), Qt.LeftButton,
+                                                   buttons, Qt.NoModifier))

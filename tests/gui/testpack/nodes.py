@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from nodegraph import Boolean, Combo, Float, Int, RunContext, SocketType, String, node
+from nodegraph import Boolean, Combo, Float, Int, NodeError, RunContext, SocketType, String, node
 
 SOCKET_TYPES = (
     SocketType("MODEL", "#b39ddb"),
@@ -64,6 +64,13 @@ def slow(image: Any, steps: int, delay: float, ctx: RunContext) -> Any:
 def fail(image: Any, message: str) -> Any:
     """Raises ValueError(message)."""
     raise ValueError(message)
+
+
+@node("Refuse", display_name="Refuse", category="utils", inputs={"image": "IMAGE"},
+      params=[String("message", "this node refuses its input")], outputs={"IMAGE": "IMAGE"})
+def refuse(image: Any, message: str) -> Any:
+    """Raises NodeError(message): a failure on purpose, as a node whose input is wrong reports it."""
+    raise NodeError(message)
 
 
 @node("Preview", display_name="Preview Image", category="image", inputs={"images": "IMAGE"},
@@ -130,5 +137,21 @@ def save(images: Any, filename_prefix: str, embed_graph: bool, ctx: RunContext) 
     ctx.ui["images"] = [images]
 
 
-NODES = [number, text, solid_image, slow, fail, preview, seeded, checkpoint_loader, text_encode,
-         empty_latent, sampler, decode, save]
+@node("SavePNG", display_name="Save PNG", category="image", inputs={"images": "IMAGE"},
+      params=[String("filename_prefix", "test")], output_node=True)
+def save_png(images: Any, filename_prefix: str, ctx: RunContext) -> None:
+    """Writes the first image to <output>/<prefix>_<n>.png and shows it by path, as SaveImage does."""
+    from PIL import Image
+
+    folder = ctx.options.output_dir
+    folder.mkdir(parents=True, exist_ok=True)
+    n = len(list(folder.glob(f"{filename_prefix}_*.png"))) + 1
+    path = folder / f"{filename_prefix}_{n:05d}.png"
+    pixels = np.clip(np.asarray(images[0])[..., :3], 0, 1) * 255
+    Image.fromarray(pixels.round().astype(np.uint8)).save(path)
+    ctx.ui["files"] = [str(path)]
+    ctx.ui["images"] = [str(path)]
+
+
+NODES = [number, text, solid_image, slow, fail, refuse, preview, save_png, seeded, checkpoint_loader,
+         text_encode, empty_latent, sampler, decode, save]
