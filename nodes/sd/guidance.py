@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from .diffusion_model import DiffusionModel
+from .patches import ModelPatches, SamplingRun, guided
 from .previews import StepCallback, StepInfo
 from .samplers import Sampler
 
@@ -223,11 +224,13 @@ def _cat_contexts(contexts: list[torch.Tensor]) -> torch.Tensor:
 
 
 def calc_cond_batch(model: DiffusionModel, cond_lists: Sequence[list[CondEntry] | None], x: torch.Tensor,
-                    sigma: torch.Tensor, max_batch_area: int | None = None) -> list[torch.Tensor]:
+                    sigma: torch.Tensor, max_batch_area: int | None = None,
+                    run: SamplingRun | None = None) -> list[torch.Tensor]:
     """Denoised predictions for each list of entries (a blend of its active entries), in few U-Net calls.
 
     `max_batch_area` bounds batch × latent height × width of one call (None: no bound); compatible
-    pieces beyond it are split over several calls, largest group first, as ComfyUI does.
+    pieces beyond it are split over several calls, largest group first, as ComfyUI does. `run`: the
+    sampling run whose model patches are in force (None: the model's own).
     """
     outs = [torch.zeros_like(x) for _ in cond_lists]
     counts = [torch.ones_like(x) * 1e-37 for _ in cond_lists]
@@ -256,6 +259,7 @@ def calc_cond_batch(model: DiffusionModel, cond_lists: Sequence[list[CondEntry] 
             torch.cat([sigma] * len(pieces)),
             _cat_contexts([p.context for p in pieces]),
             torch.cat(ys) if ys[0] is not None else None,
+            cond_or_uncond=[index for _, index in batch], run=run,
         ).chunk(len(pieces))
         for out, (piece, index) in zip(output, batch):
             target, count = outs[index], counts[index]
@@ -321,16 +325,18 @@ class CFGGuider:
         self.conds = conds
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor, seed: int | None = None,
-                 uncond_out: dict | None = None, **_: Any) -> torch.Tensor:
-        """The guided D(x; σ). A CFG++ sampler passes `uncond_out`, a dict that receives the unconditional
-        prediction under "uncond"; it is then computed even at cfg = 1 (as ComfyUI does for them)."""
-        skip = math.isclose(self.cfg, 1.0) and uncond_out is None
-        negative = None if skip else self.conds.get("negative")
-        cond, uncond = calc_cond_batch(self.model, [self.conds["positive"], negative], x, sigma,
-                                       self.max_batch_area)
-        if uncond_out is not None:
-            uncond_out["uncond"] = uncond
-        return cfg_combine(cond, uncond, self.cfg)
+                 run: SamplingRun | None = None, patches: ModelPatches | None = None, **_: Any) -> torch.Tensor:
+        """The guided D(x; σ) with the model's patches, in the sampling `run` (the sampling loop passes
+        it). `patches`: hooks a sampler adds for this call (a CFG++ sampler's post-CFG hook reads the
+        unconditional prediction, and makes it computed even at cfg = 1, as in ComfyUI)."""
+        run = self.run_for(run, seed, patches)
+        return guided(run, self.conds["positive"], self.conds.get("negative"), self.cfg, x, sigma)
+
+    def run_for(self, run: SamplingRun | None, seed: int | None, patches: ModelPatches | None) -> SamplingRun:
+        """`run` (a fresh one for this model when None) with a sampler's `patches` after the model's."""
+        if run is None:
+            run = SamplingRun(self.model, seed=seed, max_batch_area=self.max_batch_area)
+        return run.extended(patches)
 
     @torch.no_grad()
     def sample(self, noise: torch.Tensor, latent_image: torch.Tensor, sampler: Sampler, sigmas: torch.Tensor,
@@ -363,8 +369,10 @@ class CFGGuider:
             callback(StepInfo(step=int(d["i"]), total=max(total, int(d["i"]) + 1), sigma=float(d["sigma"]),
                               x=d["x"], denoised=d["denoised"], family=model.family))
 
-        samples = sampler(denoiser, x, sigmas, extra_args={"seed": seed, "model_sampling": ms},
-                          callback=report if callback is not None else None)
+        run = SamplingRun(model, seed=seed, sigmas=sigmas, max_batch_area=self.max_batch_area)
+        with model.in_use():  # the U-Net held, its weight patches applied
+            samples = sampler(denoiser, x, sigmas, extra_args={"seed": seed, "model_sampling": ms, "run": run},
+                              callback=report if callback is not None else None)
         samples = ms.inverse_noise_scaling(sigmas[-1], samples)
         return model.process_out(samples.to(torch.float32))
 
@@ -375,10 +383,15 @@ class CFGGuider:
             noise = torch.randn(noise.shape, generator=generator).to(noise.dtype).to(noise.device)
         keep = 1.0 - mask
         ms = self.model.model_sampling
+        mask_function = self.model.patches.denoise_mask_function
 
         def denoise(x, sigma, **kwargs):
-            x = x * mask + ms.noise_scaling(sigma, noise, latent) * keep
-            return self(x, sigma, **kwargs) * mask + latent * keep
+            m, k = mask, keep
+            if mask_function is not None:  # a model patch reshapes the mask per step (DifferentialDiffusion)
+                m = mask_function(sigma, mask, kwargs.get("run"))
+                k = 1.0 - m
+            x = x * m + ms.noise_scaling(sigma, noise, latent) * k
+            return self(x, sigma, **kwargs) * m + latent * k
 
         return denoise
 
