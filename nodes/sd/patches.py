@@ -296,9 +296,16 @@ class UNetHooks:
 
     def scratch(self, owner: Any) -> dict:
         """Per-run state for ``owner`` (per call when there is no run)."""
+        return self._run().scratch(owner)
+
+    def run_generator(self, device: torch.device | str) -> torch.Generator:
+        """The run's seeded generator (see `SamplingRun.generator`)."""
+        return self._run().generator(device)
+
+    def _run(self) -> "SamplingRun":
         if self.run is None:
             self.run = SamplingRun(None)
-        return self.run.scratch(owner)
+        return self.run
 
 
 @dataclass(eq=False)
@@ -415,7 +422,12 @@ def cfg_result(run: SamplingRun, cond_pred: torch.Tensor, uncond_pred: torch.Ten
         denoised = patches.cfg_function(step)
     else:
         denoised = uncond_pred + (cond_pred - uncond_pred) * cond_scale
-    for fn in patches.post_cfg:
+    return post_cfg(step, denoised)
+
+
+def post_cfg(step: GuidanceStep, denoised: torch.Tensor) -> torch.Tensor:
+    """Every ``post_cfg`` hook of the step's run in order, starting from the guided ``denoised``."""
+    for fn in step.run.patches.post_cfg:
         step.denoised = denoised
         denoised = fn(step)
     return denoised
