@@ -42,7 +42,7 @@ def _grid(total: int, height: int, width: int) -> tuple[int, int]:
     """The (rows, columns) of a token grid of ``total`` tokens for a latent of height×width: the divisor
     of ``total`` nearest √(total·height/width) (ComfyUI's search)."""
     guess = round(math.sqrt((height / width) * total))
-    for i in range(math.floor(math.sqrt(total) / 2)):
+    for i in range(max(1, math.floor(math.sqrt(total) / 2))):  # ComfyUI searches none below 4 tokens
         for rows in (guess + i, max(1, guess - i)):
             if total % rows == 0:
                 return rows, total // rows

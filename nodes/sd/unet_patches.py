@@ -60,12 +60,14 @@ class FreeU:
 
 
 def _normalised_mean(h: torch.Tensor) -> torch.Tensor:
-    """The channel mean of ``h`` [B, 1, H, W], min-max normalised over each sample's pixels."""
+    """The channel mean of ``h`` [B, 1, H, W], min-max normalised over each sample's pixels; 1 where it is
+    constant (e.g. a 1×1 level of a small latent, where ComfyUI's 0/0 gives NaN)."""
     mean = h.mean(1, keepdim=True)
     flat = mean.reshape(mean.shape[0], -1)
     low = flat.min(dim=-1).values.view(-1, 1, 1, 1)
     high = flat.max(dim=-1).values.view(-1, 1, 1, 1)
-    return (mean - low) / (high - low)
+    spread = high - low
+    return torch.where(spread > 0, (mean - low) / torch.where(spread > 0, spread, 1), torch.ones_like(mean))
 
 
 class DeepShrink:
