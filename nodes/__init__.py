@@ -31,6 +31,7 @@ MODULES: tuple[str, ...] = (
     "compositing",
     "animation",
     "upscale",
+    "controlnet",
     "notes",
 )
 
@@ -43,6 +44,7 @@ SOCKET_TYPES = (
     SocketType("IMAGE", "#64b5f6", "images: float tensor [B,H,W,C] in 0..1"),
     SocketType("MASK", "#81c784", "masks: float tensor [B,H,W] in 0..1"),
     SocketType("UPSCALE_MODEL", "#90a4ae", "an image upscaling model"),
+    SocketType("CONTROL_NET", "#00d78d", "a ControlNet, T2I-Adapter or Control-LoRA"),
     SocketType("NOISE", "#b0bec5", "a seeded noise source"),
     SocketType("GUIDER", "#66ffff", "a model with its guidance (e.g. CFG)"),
     SocketType("SAMPLER", "#ecb4b4", "a sampling algorithm"),

@@ -87,15 +87,21 @@ def _apply_lora(model: Any, clip: Any, lora_name: str, strength_model: float, st
     from nodes.sd import lora as lora_module
 
     path = find_model(ctx.options, "loras", lora_name)
-    lora = lora_module.read_lora(path)
-    layers = lora_module.layer_names(lora)
-    other = lora_module.unsupported_kinds(lora)
+    tensors = lora_module.read_lora(path)
+    lora = lora_module.layers_of(tensors, path)
+    layers = sorted(lora)
+    other = lora_module.other_families(tensors)
     if other:
-        raise lora_module.LoraError(f"{path}: a LyCORIS/DoRA file ({', '.join(other)} weights), which NodeGraph "
-                                    "does not apply; only plain LoRA (lora_down/lora_up/alpha) is supported")
+        message = (f"{', '.join(other)} layers, a LoRA family NodeGraph does not apply (it applies LoRA/LoCon, "
+                   "LoHa, LoKr, (IA)³, DoRA and full-difference layers)")
+        if not layers:
+            raise lora_module.LoraError(f"{path}: {message}")
+        ctx.log.warning("node %s: %s: %d %s; the other layers are applied", ctx.node_id, path.name,
+                        sum(map(len, other.values())), message)
     if not layers:
-        raise lora_module.LoraError(f"{path}: no LoRA layers (lora_down/lora_up weights) in this file; it is "
-                                    "not a LoRA, or one in a format NodeGraph does not read")
+        raise lora_module.LoraError(f"{path}: no LoRA layers in this file (lora_up/lora_down, LyCORIS hada_/lokr_, "
+                                    "diff or (IA)³ weights); it is not a LoRA, or one in a format NodeGraph does "
+                                    "not read")
     applied: list[str] = []
     if model is not None and strength_model != 0:
         model, done = lora_module.apply_to_model(model, lora, strength_model, path)
@@ -124,9 +130,10 @@ def _apply_lora(model: Any, clip: Any, lora_name: str, strength_model: float, st
       fingerprint=model_fingerprint("loras", "lora_name"))
 def lora_loader(model: Any, clip: Any, lora_name: str, strength_model: float, strength_clip: float,
                 ctx: RunContext) -> tuple[Any, Any]:
-    """Apply a LoRA (kohya/A1111 format, .safetensors) to a diffusion model and its text encoder.
+    """Apply a LoRA (.safetensors) to a diffusion model and its text encoder.
 
-    The outputs are copies: the loaded checkpoint stays as it is for every other node using it, and
+    Reads kohya/A1111 LoRAs and LyCORIS files (LoCon, LoHa, LoKr, (IA)³, DoRA, full difference) as
+    well as LoRAs saved by diffusers or PEFT (alpha from the file's metadata). The outputs are copies: the loaded checkpoint stays as it is for every other node using it, and
     only the weights the LoRA changes take extra memory. Layers that do not fit the model are
     reported in the log; a LoRA none of whose layers fit (made for another family) is an error.
     """

@@ -120,12 +120,13 @@ class DiffusionModel:
 
     # -- model call -----------------------------------------------------------------------------
     def apply_model(self, x: torch.Tensor, sigma: torch.Tensor, context: torch.Tensor,
-                    y: torch.Tensor | None = None, *, cond_or_uncond: list[int] | None = None,
-                    run: Any = None) -> torch.Tensor:
+                    y: torch.Tensor | None = None, control: dict | None = None, *,
+                    cond_or_uncond: list[int] | None = None, run: Any = None) -> torch.Tensor:
         """Denoised estimate D(x; σ) for a batch of noisy latents `x` at noise levels `sigma` [B].
 
         The U-Net sees x/√(σ²+1) and the timestep nearest to σ, in the U-Net's dtype; the result
-        is float32. The patches in force (``run.patches``, else this value's) wrap the call
+        is float32. `control` (ControlNet / T2I-Adapter residuals) is handed to the U-Net as is.
+        The patches in force (``run.patches``, else this value's) wrap the call
         (``model_function_wrapper``) and hook into the U-Net; ``cond_or_uncond`` says which prompt
         list each chunk of the batch belongs to (for the hooks).
         """
@@ -134,17 +135,17 @@ class DiffusionModel:
         cond_or_uncond = [0] if cond_or_uncond is None else cond_or_uncond
 
         def apply(x: torch.Tensor, sigma: torch.Tensor, context: torch.Tensor,
-                  y: torch.Tensor | None = None) -> torch.Tensor:
+                  y: torch.Tensor | None = None, control: dict | None = None) -> torch.Tensor:
             hooks = UNetHooks(patches, sigma, cond_or_uncond, run) if patches.unet_hooks else None
-            return self._denoise(x, sigma, context, y, hooks)
+            return self._denoise(x, sigma, context, y, control, hooks)
 
         if patches.model_function_wrapper is not None:
-            return patches.model_function_wrapper(apply, ModelCall(x, sigma, {"context": context, "y": y},
-                                                                   cond_or_uncond, run))
-        return apply(x, sigma, context, y)
+            c = {"context": context, "y": y, "control": control}
+            return patches.model_function_wrapper(apply, ModelCall(x, sigma, c, cond_or_uncond, run))
+        return apply(x, sigma, context, y, control)
 
     def _denoise(self, x: torch.Tensor, sigma: torch.Tensor, context: torch.Tensor, y: torch.Tensor | None,
-                 hooks: UNetHooks | None) -> torch.Tensor:
+                 control: dict | None, hooks: UNetHooks | None) -> torch.Tensor:
         ms = self.model_sampling
         dtype = self.dtype
         x_in = ms.calculate_input(sigma, x).to(dtype)
@@ -152,6 +153,8 @@ class DiffusionModel:
         kwargs = {"context": context.to(dtype)}
         if y is not None:
             kwargs["y"] = y.to(dtype)
+        if control is not None:
+            kwargs["control"] = control
         if hooks is not None:
             if not getattr(self.unet, "accepts_hooks", False):
                 raise NodeError(f"this model's U-Net ({type(self.unet).__name__}) does not take U-Net patches "

@@ -44,6 +44,7 @@ class CondEntry:
     sigma_start: float | None = None  # active while σ ≤ sigma_start …
     sigma_end: float | None = None    # … and σ ≥ sigma_end
     y: torch.Tensor | None = None     # the U-Net's `y` (adm), [1 or B, channels]
+    control: Any = None               # a nodes.sd.control Control (options["control"]), or None
 
 
 @dataclass
@@ -55,6 +56,7 @@ class _Piece:
     context: torch.Tensor
     y: torch.Tensor | None
     area: tuple[int, int, int, int] | None
+    control: Any = None
 
 
 def parse_conditioning(conditioning: Any, name: str) -> list[CondEntry]:
@@ -73,7 +75,8 @@ def parse_conditioning(conditioning: Any, name: str) -> list[CondEntry]:
                              f"got shape {tuple(context.shape)}")
         entries.append(CondEntry(context=context, options=dict(options),
                                  strength=float(options.get("strength", 1.0)),
-                                 mask_strength=float(options.get("mask_strength", 1.0))))
+                                 mask_strength=float(options.get("mask_strength", 1.0)),
+                                 control=options.get("control")))
     return entries
 
 
@@ -114,6 +117,8 @@ def resolve_entries(entries: list[CondEntry], model: DiffusionModel, latent_shap
                 area = _mask_bounds(mask)
         sigma_start = ms.percent_to_sigma(opts["start_percent"]) if "start_percent" in opts else None
         sigma_end = ms.percent_to_sigma(opts["end_percent"]) if "end_percent" in opts else None
+        if e.control is not None:
+            e.control.check(model)
         y = None
         if model.adm_fn is not None:
             adm_opts = {"width": width * 8, "height": height * 8, "prompt_type": prompt_type, **opts}
@@ -187,7 +192,7 @@ def _piece(e: CondEntry, x: torch.Tensor, sigma: torch.Tensor) -> _Piece | None:
             _feather(mult, area, x.shape)
     batch = x.shape[0]
     y = None if e.y is None else _repeat_to_batch(e.y, batch)
-    return _Piece(x_in, mult, _repeat_to_batch(e.context, batch), y, area)
+    return _Piece(x_in, mult, _repeat_to_batch(e.context, batch), y, area, e.control)
 
 
 def _feather(mult: torch.Tensor, area: tuple, full_shape: torch.Size) -> None:
@@ -204,7 +209,7 @@ def _feather(mult: torch.Tensor, area: tuple, full_shape: torch.Size) -> None:
 
 
 def _can_batch(a: _Piece, b: _Piece) -> bool:
-    if a.x.shape != b.x.shape:
+    if a.x.shape != b.x.shape or a.control is not b.control:
         return False
     if (a.y is None) != (b.y is None) or (a.y is not None and a.y.shape != b.y.shape):
         return False
@@ -254,13 +259,12 @@ def calc_cond_batch(model: DiffusionModel, cond_lists: Sequence[list[CondEntry] 
         batch = [to_run.pop(k) for k in chosen]  # indices are descending, so pops do not shift them
         pieces = [p for p, _ in batch]
         ys = [p.y for p in pieces]
-        output = model.apply_model(
-            torch.cat([p.x for p in pieces]),
-            torch.cat([sigma] * len(pieces)),
-            _cat_contexts([p.context for p in pieces]),
-            torch.cat(ys) if ys[0] is not None else None,
-            cond_or_uncond=[index for _, index in batch], run=run,
-        ).chunk(len(pieces))
+        inputs = (torch.cat([p.x for p in pieces]), torch.cat([sigma] * len(pieces)),
+                  _cat_contexts([p.context for p in pieces]), torch.cat(ys) if ys[0] is not None else None)
+        control = None if first.control is None else first.control.residuals(model, *inputs, len(pieces))
+        extra = {} if control is None else {"control": control}
+        output = model.apply_model(*inputs, **extra, cond_or_uncond=[index for _, index in batch],
+                                     run=run).chunk(len(pieces))
         for out, (piece, index) in zip(output, batch):
             target, count = outs[index], counts[index]
             if piece.area is not None:
@@ -318,6 +322,10 @@ class CFGGuider:
         if "positive" not in self.original:
             raise ValueError("guider has no conditioning: call set_conds(positive, negative) first")
         conds = {k: resolve_entries(v, self.model, latent_shape, device, k) for k, v in self.original.items()}
+        if "negative" in conds:
+            from .control import share_controls
+
+            share_controls(conds["positive"], conds["negative"])
         for k in conds:
             for other in conds:
                 if other != k:

@@ -530,6 +530,35 @@ class UNetBlock(nn.ModuleList):
         return x
 
 
+def encoder_blocks(cfg: UNetConfig) -> tuple[nn.ModuleList, list[int], UNetBlock]:
+    """The input blocks, the width of each one's output (the skip connections), and the middle block:
+    the encoder a U-Net and a ControlNet share."""
+    mc, emb_dim = cfg.model_channels, cfg.model_channels * 4
+
+    def transformer(ch: int, depth: int) -> SpatialTransformer:
+        heads, head_dim = cfg.heads(ch)
+        return SpatialTransformer(ch, heads, head_dim, depth, cfg.context_dim, cfg.use_linear_in_transformer)
+
+    blocks = nn.ModuleList([UNetBlock([Conv2d(cfg.in_channels, mc, 3, padding=1)])])
+    widths, ch = [mc], mc
+    last = len(cfg.channel_mult) - 1
+    for level, (mult, depth) in enumerate(zip(cfg.channel_mult, cfg.transformer_depth)):
+        for _ in range(cfg.num_res_blocks):
+            layers: list[nn.Module] = [ResBlock(ch, emb_dim, mc * mult)]
+            ch = mc * mult
+            if depth:
+                layers.append(transformer(ch, depth))
+            blocks.append(UNetBlock(layers))
+            widths.append(ch)
+        if level != last:
+            blocks.append(UNetBlock([Downsample(ch)]))
+            widths.append(ch)
+    middle: list[nn.Module] = [ResBlock(ch, emb_dim, ch)]
+    if cfg.transformer_depth_middle:
+        middle += [transformer(ch, cfg.transformer_depth_middle), ResBlock(ch, emb_dim, ch)]
+    return blocks, widths, UNetBlock(middle)
+
+
 class UNetModel(nn.Module):
     """The LDM U-Net: ``forward(x, timesteps, context=None, y=None)`` predicts eps (or v) for latents ``x``."""
 
@@ -546,29 +575,12 @@ class UNetModel(nn.Module):
                 nn.Sequential(nn.Linear(cfg.adm_in_channels, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
             )
 
+        self.input_blocks, skip_channels, self.middle_block = encoder_blocks(cfg)
+        ch = skip_channels[-1]
+
         def transformer(ch: int, depth: int) -> SpatialTransformer:
             heads, head_dim = cfg.heads(ch)
             return SpatialTransformer(ch, heads, head_dim, depth, cfg.context_dim, cfg.use_linear_in_transformer)
-
-        self.input_blocks = nn.ModuleList([UNetBlock([Conv2d(cfg.in_channels, mc, 3, padding=1)])])
-        skip_channels, ch = [mc], mc
-        last = len(cfg.channel_mult) - 1
-        for level, (mult, depth) in enumerate(zip(cfg.channel_mult, cfg.transformer_depth)):
-            for _ in range(cfg.num_res_blocks):
-                layers: list[nn.Module] = [ResBlock(ch, emb_dim, mc * mult)]
-                ch = mc * mult
-                if depth:
-                    layers.append(transformer(ch, depth))
-                self.input_blocks.append(UNetBlock(layers))
-                skip_channels.append(ch)
-            if level != last:
-                self.input_blocks.append(UNetBlock([Downsample(ch)]))
-                skip_channels.append(ch)
-
-        middle: list[nn.Module] = [ResBlock(ch, emb_dim, ch)]
-        if cfg.transformer_depth_middle:
-            middle += [transformer(ch, cfg.transformer_depth_middle), ResBlock(ch, emb_dim, ch)]
-        self.middle_block = UNetBlock(middle)
 
         self.output_blocks = nn.ModuleList()
         for level in reversed(range(len(cfg.channel_mult))):
@@ -590,11 +602,18 @@ class UNetModel(nn.Module):
         timesteps: torch.Tensor | float,
         context: torch.Tensor | None = None,
         y: torch.Tensor | None = None,
+        control: Mapping[str, Sequence[torch.Tensor | None]] | None = None,
         hooks: UNetHooks | None = None,
     ) -> torch.Tensor:
         """Latents ``x`` [B, C, H, W], ``timesteps`` [B] (or one number), text ``context`` [B, T, D],
         SDXL ``y`` [B, adm]. Inputs are cast to the weights' dtype; the result has ``x``'s dtype.
-        ``hooks``: the model patches' U-Net hooks for this call (nodes/sd/patches.py; None: none)."""
+
+        ``control`` adds residuals (ControlNet, T2I-Adapter): ``"input"`` and ``"output"`` hold one
+        entry per input block (None: nothing), added to that block's output before it moves on
+        (T2I-Adapters) and to its skip connection as the decoder takes it (ControlNets);
+        ``"middle"`` holds one, added after the middle block. ``hooks``: the model patches' U-Net
+        hooks for this call (nodes/sd/patches.py; None: none); they see the blocks' outputs with the
+        control residuals added, as in ComfyUI."""
         cfg = self.config
         dtype = self.input_blocks[0][0].weight.dtype
         t = torch.as_tensor(timesteps, device=x.device).reshape(-1).expand(x.shape[0])
@@ -613,21 +632,32 @@ class UNetModel(nn.Module):
         if hooks is not None:
             hooks.original_shape, hooks.transformer_index = list(x.shape), 0
         skips = []
+        control = control or {}
         for index, block in enumerate(self.input_blocks):
-            h = block(h, emb_silu, context, hooks=hooks and hooks.at("input", index))
+            h = _plus(block(h, emb_silu, context, hooks=hooks and hooks.at("input", index)), control.get("input"), index)
             if hooks is not None:
                 h = hooks.run_hooks("input_block_patch", h)
             skips.append(h)
             if hooks is not None:
                 h = hooks.run_hooks("input_block_patch_after_skip", h)
-        h = self.middle_block(h, emb_silu, context, hooks=hooks and hooks.at("middle", 0))
+        h = _plus(self.middle_block(h, emb_silu, context, hooks=hooks and hooks.at("middle", 0)), control.get("middle"), 0)
         if hooks is not None:
             h = hooks.run_hooks("middle_block_patch", h)
         for index, block in enumerate(self.output_blocks):
             skip = skips.pop()
+            residuals = control.get("output")
+            if residuals is not None and len(skips) < len(residuals) and residuals[len(skips)] is not None:
+                skip = skip + residuals[len(skips)].to(skip.dtype)  # not in place: an input hook may hold the skip
             if hooks is not None:
                 h, skip = hooks.output_block(index, h, skip)
             h = torch.cat([h, skip], dim=1)
             h = block(h, emb_silu, context, skips[-1].shape[-2:] if skips else None, hooks=hooks)
         h = self.out[2](_norm_silu(self.out[0], h))
         return h.to(x.dtype)
+
+
+def _plus(h: torch.Tensor, residuals: Sequence[torch.Tensor | None] | None, index: int) -> torch.Tensor:
+    """``h`` (a freshly computed block output) plus ``residuals[index]`` if there is one, added in place."""
+    if residuals is None or index >= len(residuals) or residuals[index] is None:
+        return h
+    return h.add_(residuals[index].to(h.dtype))

@@ -57,13 +57,13 @@ def test_inputs_we_have_no_param_for_are_kept_on_the_node(specs):
 
 
 def test_unknown_types_become_placeholders_with_their_inputs_and_links(specs):
-    prompt = {"1": {"class_type": "ControlNetLoader", "inputs": {"control_net_name": "c.safetensors"}},
+    prompt = {"1": {"class_type": "IPAdapterModelLoader", "inputs": {"ipadapter_file": "c.safetensors"}},
               "2": {"class_type": "LoadImage", "inputs": {"image": "a.png"}},
-              "3": {"class_type": "ControlNetApply",
-                    "inputs": {"strength": 0.8, "control_net": ["1", 0], "image": ["2", 0]}},
+              "3": {"class_type": "IPAdapterApply",
+                    "inputs": {"weight": 0.8, "ipadapter": ["1", 0], "image": ["2", 0]}},
               "4": {"class_type": "KSampler", "inputs": {"positive": ["3", 0]}}}
     graph, report = from_prompt(prompt, specs)
-    assert report.unknown == {"ControlNetLoader": 1, "ControlNetApply": 1}
+    assert report.unknown == {"IPAdapterModelLoader": 1, "IPAdapterApply": 1}
     apply = graph.nodes["3"]
     assert is_placeholder(apply) and apply.extra[COMFY_KEY]["inputs"] == prompt["3"]["inputs"]
     assert graph.link_into("3", "image").output == "IMAGE"  # LoadImage's first output, by our name

@@ -29,11 +29,11 @@ def test_import_comfy_writes_a_graph_file(tmp_path, capsys):
 
 
 def test_import_comfy_lists_unknown_types_with_their_counts(tmp_path, capsys):
-    src = write(tmp_path / "wf.json", template("controlnet_example"))
+    src = write(tmp_path / "wf.json", template("gligen_textbox_example"))
     assert main(["import-comfy", str(src), "-o", str(tmp_path / "g.json")]) == 0
     err = capsys.readouterr().err
-    assert "2 node(s) of ComfyUI types NodeGraph does not have" in err
-    assert "ControlNetApplyAdvanced ×1, ControlNetLoader ×1" in err
+    assert "3 node(s) of ComfyUI types NodeGraph does not have" in err
+    assert "GLIGENLoader ×1, GLIGENTextBoxApply ×2" in err
 
 
 def test_import_comfy_refuses_what_it_cannot_read(tmp_path, capsys):
@@ -52,10 +52,10 @@ def test_export_comfy_writes_the_api_prompt(tmp_path):
 
 
 def test_export_comfy_names_the_nodes_that_cannot_go(tmp_path, capsys):
-    src = write(tmp_path / "wf.json", template("controlnet_example"))
+    src = write(tmp_path / "wf.json", template("gligen_textbox_example"))
     assert main(["export-comfy", str(src), "-o", str(tmp_path / "out.json")]) == 2
     err = capsys.readouterr().err
-    assert "node 32 (ControlNetApplyAdvanced): a placeholder" in err
+    assert "node 10 (GLIGENLoader): a placeholder" in err
     assert "node 3 (KSampler): a required input is not connected, or comes" in err
     assert not (tmp_path / "out.json").exists()
 
@@ -75,28 +75,28 @@ def test_notes_and_muted_nodes_are_left_out_without_complaint(specs):
 
 
 def test_a_placeholder_loads_validates_and_saves_but_never_runs(session, tmp_path):
-    graph, _ = from_workflow(template("controlnet_example"), session.registry.nodes)
+    graph, _ = from_workflow(template("gligen_textbox_example"), session.registry.nodes)
     problems = session.validate(graph)
-    loader = next(p for p in problems if p.node_id == "12")
+    loader = next(p for p in problems if p.node_id == "10")
     assert loader.code == "unknown_type"
-    assert "ComfyUI node type 'ControlNetLoader' has no NodeGraph equivalent" in loader.message
+    assert "ComfyUI node type 'GLIGENLoader' has no NodeGraph equivalent" in loader.message
     session.save(graph, tmp_path / "g.json")
     assert session.load(tmp_path / "g.json") == graph
-    with pytest.raises(GraphValidationError, match="node 12 \\(ControlNetLoader\\)"):
+    with pytest.raises(GraphValidationError, match="node 10 \\(GLIGENLoader\\)"):
         session.run(graph)
 
 
 def test_the_executor_alone_refuses_a_placeholder_too(session):
-    graph, _ = from_workflow(template("controlnet_example"), session.registry.nodes)
-    with pytest.raises(GraphValidationError, match="ControlNetApplyAdvanced"):
+    graph, _ = from_workflow(template("gligen_textbox_example"), session.registry.nodes)
+    with pytest.raises(GraphValidationError, match="GLIGENTextBoxApply"):
         session.run(graph, validate=False)
 
 
 def test_validate_command_lists_placeholders(tmp_path, capsys):
-    src = write(tmp_path / "wf.json", template("controlnet_example"))
+    src = write(tmp_path / "wf.json", template("gligen_textbox_example"))
     assert main(["validate", str(src)]) == 2
     err = capsys.readouterr().err
-    assert "2 placeholder node(s) for ComfyUI types NodeGraph does not have" in err
+    assert "3 placeholder node(s) for ComfyUI types NodeGraph does not have" in err
 
 
 def test_import_comfy_reads_a_comfyui_png(tmp_path):

@@ -13,12 +13,12 @@ def test_the_editor_document_opens_a_comfyui_workflow_as_an_untitled_graph(qapp,
     from gui.document import Document
 
     path = tmp_path / "controlnet.json"
-    path.write_text(json.dumps(template("controlnet_example")))
+    path.write_text(json.dumps(template("gligen_textbox_example")))
     doc = Document(registry)
     opened = doc.open(path)
     assert doc.graph.nodes["3"].type == "KSampler" and doc.graph is opened.graph
     assert doc.path is None  # saving must not overwrite the ComfyUI file: Save asks for a name
-    assert opened.report.unknown == {"ControlNetApplyAdvanced": 1, "ControlNetLoader": 1}
+    assert opened.report.unknown == {"GLIGENLoader": 1, "GLIGENTextBoxApply": 2}
 
 
 def test_the_editor_document_keeps_the_path_of_our_own_files(qapp, registry, tmp_path):

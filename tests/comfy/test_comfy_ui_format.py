@@ -235,20 +235,20 @@ def test_a_bypassed_unknown_node_is_wired_through_as_comfyui_does_and_kept_muted
 
 # -- unknown types ----------------------------------------------------------------------------------------
 def test_unknown_types_become_placeholders_keeping_their_data(specs):
-    data = template("controlnet_example")
+    data = template("gligen_textbox_example")
     graph, report = from_workflow(data, specs)
     raw = {str(n["id"]): n for n in data["nodes"]}
     placeholders = {n.id: n for n in graph.nodes.values() if is_placeholder(n)}
-    assert {n.type for n in placeholders.values()} == {"ControlNetApplyAdvanced", "ControlNetLoader"}
-    assert report.unknown == {"ControlNetApplyAdvanced": 1, "ControlNetLoader": 1}  # its Canny node maps
+    assert {n.type for n in placeholders.values()} == {"GLIGENLoader", "GLIGENTextBoxApply"}
+    assert report.unknown == {"GLIGENLoader": 1, "GLIGENTextBoxApply": 2}
     for node_id, node in placeholders.items():
         assert node.extra[COMFY_KEY]["widgets_values"] == raw[node_id]["widgets_values"]
         kept_outputs = [s["name"] for s in node.extra[COMFY_KEY]["outputs"]]
         assert kept_outputs == [o["name"] for o in raw[node_id]["outputs"]]
-    into_apply = {(lk.src, lk.output, lk.input) for lk in graph.inputs_of("32").values()}
-    assert into_apply == {("6", "CONDITIONING", "positive"), ("7", "CONDITIONING", "negative"),
-                          ("12", "CONTROL_NET", "control_net"), ("34", "IMAGE", "image")}
-    assert graph.link_into("3", "negative").output == "negative"  # the placeholder's own output names
+    into_apply = {(lk.src, lk.output, lk.input) for lk in graph.inputs_of("27").values()}
+    assert into_apply == {("21", "CONDITIONING", "conditioning_to"), ("4", "CLIP", "clip"),
+                          ("10", "GLIGEN", "gligen_textbox_model")}
+    assert graph.link_into("3", "positive").output == "CONDITIONING"  # the placeholder's own output names
     assert loads(dumps(graph)) == graph
 
 

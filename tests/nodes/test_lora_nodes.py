@@ -73,15 +73,28 @@ def test_a_lora_for_another_family_is_an_error_naming_the_file(load, ctx):
                     ctx=ctx)
 
 
-def test_dora_and_lycoris_files_are_refused_rather_than_half_applied(load, ctx, tmp_path):
+def test_a_lycoris_file_applies_through_the_node(load, ctx, tmp_path):
     from safetensors.torch import save_file
 
     key = "lora_unet_conv_in"
-    save_file({key + ".lora_down.weight": torch.zeros(2, 4, 3, 3), key + ".lora_up.weight": torch.zeros(32, 2, 1, 1),
-               key + ".dora_scale": torch.ones(1, 4, 1, 1)}, str(tmp_path / "loras" / "dora.safetensors"))
+    g = torch.Generator().manual_seed(3)
+    save_file({key + ".hada_w1_a": torch.randn(32, 2, generator=g), key + ".hada_w1_b": torch.randn(2, 36, generator=g),
+               key + ".hada_w2_a": torch.randn(32, 2, generator=g), key + ".hada_w2_b": torch.randn(2, 36, generator=g),
+               key + ".alpha": torch.tensor(1.0)}, str(tmp_path / "loras" / "loha.safetensors"))
     model, clip, _ = load("sd1")
-    with pytest.raises(LoraError, match=r"dora\.safetensors: a LyCORIS/DoRA file \(dora_scale weights\)"):
-        lora_loader(model=model, clip=clip, lora_name="dora.safetensors", strength_model=1.0, strength_clip=1.0,
+    patched = lora_loader_model_only(model=model, lora_name="loha.safetensors", strength_model=1.0, ctx=ctx)
+    assert ctx.ui["lora"] == {"file": str(tmp_path / "loras" / "loha.safetensors"), "layers": 1, "applied": 1}
+    assert (unet_out(patched) - unet_out(model)).abs().max() > 1e-3
+
+
+def test_a_file_of_a_family_nodegraph_does_not_apply_is_one_clear_error(load, ctx, tmp_path):
+    from safetensors.torch import save_file
+
+    save_file({f"lora_unet_input_blocks_{i}_0_in_layers_2.oft_blocks": torch.zeros(4, 8, 8) for i in range(1, 4)},
+              str(tmp_path / "loras" / "oft.safetensors"))
+    model, clip, _ = load("sd1")
+    with pytest.raises(LoraError, match=r"oft\.safetensors: OFT layers, a LoRA family NodeGraph does not apply"):
+        lora_loader(model=model, clip=clip, lora_name="oft.safetensors", strength_model=1.0, strength_clip=1.0,
                     ctx=ctx)
 
 
