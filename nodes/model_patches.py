@@ -1,6 +1,7 @@
 """Model-patch nodes (ComfyUI's names, params and outputs): ModelSamplingDiscrete,
 ModelSamplingContinuousEDM, FreeU, FreeU_V2, HyperTile, TomePatchModel, PatchModelAddDownscale,
-UNetSelfAttentionMultiply, UNetCrossAttentionMultiply, CLIPAttentionMultiply, HypernetworkLoader.
+UNetSelfAttentionMultiply, UNetCrossAttentionMultiply, CLIPAttentionMultiply, HypernetworkLoader,
+DifferentialDiffusion.
 
 Each returns a clone of its MODEL (or CLIP) that shares the loaded weights and carries one more patch
 (nodes/sd/patches.py); the input model is unchanged for every other node using it. The guidance
@@ -206,6 +207,23 @@ def hypernetwork_loader(model: Any, hypernetwork_name: str, strength: float, ctx
     return model.patched(attn1_patch=patch, attn2_patch=patch)
 
 
+@node("DifferentialDiffusion", display_name="Differential Diffusion", category="_for_testing",
+      inputs={"model": "MODEL"},
+      params=[Float("strength", 1.0, min=0.0, max=1.0, step=0.01,
+                    description="below 1: blend the step's binary mask with the soft mask (1 and, as in "
+                                "ComfyUI, 0: the binary mask alone)")],
+      outputs={"MODEL": "MODEL"})
+def differential_diffusion(model: Any, strength: float) -> Any:
+    """Differential Diffusion: read a soft inpainting mask (a latent's noise mask, e.g. from
+    SetLatentNoiseMask or a blurred mask) as how much each pixel may change. At each step only the
+    pixels whose mask value is at least the share of the schedule still to go are repainted, so a
+    pixel at 0.3 changes in the last 30% of the steps and one at 1 in all of them. Needs a latent
+    with a noise mask; without one it changes nothing."""
+    from nodes.sd.differential_diffusion import DifferentialDiffusion
+
+    return model.patched(denoise_mask_function=DifferentialDiffusion(strength))
+
+
 NODES = [model_sampling_discrete, model_sampling_continuous_edm, freeu, freeu_v2, hypertile, tome_patch_model,
          patch_model_add_downscale, unet_self_attention_multiply, unet_cross_attention_multiply,
-         clip_attention_multiply, hypernetwork_loader]
+         clip_attention_multiply, hypernetwork_loader, differential_diffusion]
