@@ -365,3 +365,25 @@ def test_a_runs_generator_is_seeded_by_the_sampling_seed():
 
     assert torch.equal(draws(1), draws(1)) and not torch.equal(draws(1), draws(2))
     assert torch.equal(draws(None), draws(0))
+
+
+def test_a_control_lora_is_built_again_for_a_model_with_other_weight_patches(tmp_path):
+    """A Control-LoRA copies the U-Net's weights as they are in use: one built while a weight patch is
+    applied must not be reused for the unpatched model (nor the other way round)."""
+    from nodes.sd.control.loading import build_control_lora
+    from nodes.sd.control.runtime import ControlModel
+    from nodes.sd.control.testing import random_control_lora
+
+    model = tiny_model()
+    path = tmp_path / "cl.safetensors"
+    control = ControlModel(path, "control_lora", lora=random_control_lora(model.unet.config, seed=3))
+    scaled = model.patched(weights=[WeightPatch("unet", "input_blocks.1.0.in_layers.2.weight", None, 0.0, 2.0)])
+    plain_net = control.controlnet_for(model)
+    with scaled.in_use():
+        scaled_net = control.controlnet_for(scaled)
+        expected_scaled = build_control_lora(control.lora, model.unet, path).state_dict()
+    assert scaled_net is not plain_net
+    assert control.controlnet_for(model) is not scaled_net
+    fresh = build_control_lora(control.lora, model.unet, path).state_dict()
+    assert all(torch.equal(v, fresh[k]) for k, v in control.controlnet_for(model).state_dict().items())
+    assert all(torch.equal(v, expected_scaled[k]) for k, v in scaled_net.state_dict().items())
