@@ -230,3 +230,63 @@ def test_pag_steers_away_from_the_positive_with_identity_middle_self_attention()
 def test_pag_at_scale_zero_costs_nothing():
     model, x = tiny_model(), latent(4)
     assert torch.equal(guider(model.patched(post_cfg=PerturbedAttentionGuidance(0.0)))(x, SIGMA), guider(model)(x, SIGMA))
+
+
+# -- every guidance patch node on a tiny U-Net -------------------------------------------------------------------------
+def _norm(a, axis):
+    return np.sqrt((a**2).sum(axis=axis, keepdims=True))
+
+
+def _rescale(x, c, u, s, sigma):
+    sigma = per_sample(sigma)
+    to_v = lambda d: (x / (sigma**2 + 1) - d) * np.sqrt(sigma**2 + 1) / sigma  # noqa: E731
+    v_c, v_cfg = to_v(c), to_v(u) + s * (to_v(c) - to_v(u))
+    std = lambda a: a.reshape(a.shape[0], -1).std(axis=1, ddof=1).reshape(-1, 1, 1, 1)  # noqa: E731
+    v = 0.7 * v_cfg * std(v_c) / std(v_cfg) + 0.3 * v_cfg
+    return x / (sigma**2 + 1) - v * sigma / np.sqrt(sigma**2 + 1)
+
+
+def _apg(x, c, u, s, sigma):
+    (modified,) = apg_reference([(sigma[0], c, u)], 0.5, 2.0, 0.25, s)
+    return u + s * (modified - u)
+
+
+def _tcfg(x, c, u, s, sigma):
+    damped = []
+    for b in range(x.shape[0]):
+        un, cn = (x[b] - u[b]).ravel(), (x[b] - c[b]).ravel()
+        _, _, vh = np.linalg.svd(np.stack([un, cn]), full_matrices=False)
+        damped.append(x[b] - ((un @ vh[0]) * vh[0]).reshape(x[b].shape))
+    u = np.stack(damped)
+    return u + s * (c - u)
+
+
+def _zero_star(x, c, u, s, sigma):
+    pos, neg = (x - c).reshape(x.shape[0], -1), (x - u).reshape(x.shape[0], -1)
+    alpha = per_sample((pos * neg).sum(1) / ((neg**2).sum(1) + 1e-8))
+    return u + s * (c - u) + u * (alpha - 1) + s * u * (1 - alpha)
+
+
+def _cfg_norm(x, c, u, s, sigma):
+    d = u + s * (c - u)
+    return d * np.clip(_norm(c, 1) / (_norm(d, 1) + 1e-8), 0, 1) * 1.5
+
+
+NODE_FORMULAS = [("rescale_cfg", {"multiplier": 0.7}, _rescale),
+                 ("apg", {"eta": 0.5, "norm_threshold": 2.0, "momentum": 0.25}, _apg),
+                 ("tcfg", {}, _tcfg), ("cfg_zero_star", {}, _zero_star), ("cfg_norm", {"strength": 1.5}, _cfg_norm)]
+
+
+@pytest.mark.parametrize("name, params, formula", NODE_FORMULAS, ids=[n for n, _, _ in NODE_FORMULAS])
+def test_each_guidance_patch_node_applies_its_formula_to_a_tiny_unets_predictions(name, params, formula):
+    import nodes.guidance_patches as nodes_module
+
+    model, x = tiny_model(), latent(4) * 3
+    g = guider(getattr(nodes_module, name)(model, **params), cfg=6.0)
+    got = g(x, SIGMA)
+    cond, uncond = calc_cond_batch(model, [g.conds["positive"], g.conds["negative"]], x, SIGMA)
+    expected = formula(x.double().numpy(), cond.double().numpy(), uncond.double().numpy(), 6.0, SIGMA.tolist())
+    # the predictions are the same batch as the guider's; the formulas in float32 against float64: ~1e-6
+    # relative, times cfg 6 (TCFG's SVD: a few 1e-6 of the latent's norm)
+    np.testing.assert_allclose(got.numpy(), expected, rtol=1e-4, atol=1e-4)
+    assert not np.allclose(got.numpy(), (uncond + 6.0 * (cond - uncond)).numpy(), atol=1e-3)

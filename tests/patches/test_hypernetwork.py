@@ -89,3 +89,43 @@ def test_an_unknown_activation_and_a_file_without_layers_are_named(tmp_path):
     torch.save({"activation_func": "relu"}, tmp_path / "empty.pt")
     with pytest.raises(CheckpointError, match="no hypernetwork layers"):
         read_hypernetwork(tmp_path / "empty.pt")
+
+
+class _Residual(nn.Module):
+    """x + strength·net(x) for inputs of the net's width, x otherwise (the reference's k/v input change)."""
+
+    def __init__(self, nets: dict, index: int, strength: float) -> None:
+        super().__init__()
+        self.nets, self.index, self.strength = nets, index, strength
+
+    def forward(self, x):
+        net = self.nets.get(x.shape[-1])
+        return x if net is None else x + self.strength * net[self.index](x)
+
+
+def test_on_a_tiny_unet_every_attention_projects_transformed_keys_and_values(tmp_path):
+    """The U-Net with the patch equals a copy whose to_k/to_v first apply the hypernetwork to their input:
+    self-attention at width 32 (the tiny U-Net's first level) and cross-attention at the prompt's 768."""
+    import copy
+
+    from patchkit import LATENT, latent, prompt, tiny_model
+
+    modules = {32: (a1111_module(32, False, 1), a1111_module(32, False, 2)),
+               768: (a1111_module(768, False, 3), a1111_module(768, False, 4))}
+    write_pt(tmp_path / "net.pt", modules, is_layer_norm=False)
+    patch = HypernetworkPatch(read_hypernetwork(tmp_path / "net.pt"), 0.6)
+    model = tiny_model()
+    reference = copy.deepcopy(model.unet)
+    for name, module in reference.named_modules():
+        if name.endswith(("attn1", "attn2")):
+            module.to_k = nn.Sequential(_Residual(modules, 0, 0.6), module.to_k)
+            module.to_v = nn.Sequential(_Residual(modules, 1, 0.6), module.to_v)
+    x, context, t = latent(3), torch.cat([prompt(1)[0][0], prompt(2)[0][0]]), torch.tensor([500.0] * LATENT[0])
+    patched = model.patched(attn1_patch=patch, attn2_patch=patch)
+    hooks = UNetHooks(patched.patches, torch.tensor([1.0, 1.0]), [0, 1])
+    with torch.no_grad():
+        got = model.unet(x, t, context, hooks=hooks)
+        expected = reference(x, t, context)
+        assert (got - model.unet(x, t, context)).abs().max() > 1e-3
+    # the same layers on the same inputs; the reference's Sequential adds nothing but a call: float32 rounding
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
