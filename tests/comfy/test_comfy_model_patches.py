@@ -33,6 +33,7 @@ CHAIN = [
     ("TCFG", [], []),
     ("CFGZeroStar", [], []),
     ("CFGNorm", [1.0], ["strength"]),
+    ("DifferentialDiffusion", [1.0], ["strength"]),
 ]
 
 
@@ -75,8 +76,12 @@ def test_it_validates_and_runs_end_to_end(session):
         assert image.size == (64, 64)
 
 
-@pytest.mark.parametrize("name", ["image_qwen_image_edit", "wan2.1_fun_inp"])
-def test_templates_using_cfg_norm_or_cfg_zero_star_no_longer_hold_them_as_placeholders(name, registry):
+@pytest.mark.parametrize("name", ["image_qwen_image_edit", "wan2.1_fun_inp", "flux_fill_inpaint_example"])
+def test_templates_using_patch_nodes_no_longer_hold_them_as_placeholders(name, registry):
+    """Flux/Qwen/Wan workflows using CFGNorm, CFGZeroStar or DifferentialDiffusion (with its strength widget)."""
     workflow = json.loads((templates_dir() / f"{name}.json").read_text(encoding="utf-8"))
-    _, report = from_workflow(workflow, registry.nodes)
-    assert report.unknown and not {"CFGNorm", "CFGZeroStar"} & set(report.unknown)
+    graph, report = from_workflow(workflow, registry.nodes)
+    assert report.unknown and not {"CFGNorm", "CFGZeroStar", "DifferentialDiffusion"} & set(report.unknown)
+    for node in graph.nodes.values():
+        if node.type == "DifferentialDiffusion":
+            assert node.params["strength"] == 1.0
