@@ -231,6 +231,35 @@ def test_tome_runs_at_full_resolution_only_and_puts_every_output_back():
     assert patch.merge(half, half, half, hooks)[0] is half
 
 
+def test_tome_in_a_transformer_block_attends_merged_queries_to_all_keys():
+    """A tiny U-Net's first transformer block with TomePatchModel's hooks, against the block written out:
+    self-attention queries from the merged normalised tokens (the reference's grouping), keys and values
+    from all 256 tokens, each token then taking its group's output; the rest of the block as it is."""
+    unet = tiny_unet()
+    block = unet.input_blocks[1][1].transformer_blocks[0]
+    patch = TokenMerging(0.3)
+    hooks = UNetHooks(NO_PATCHES.add(attn1_patch=patch.merge, attn1_output_patch=patch.unmerge),
+                      torch.tensor([1.0]), [0])
+    hooks.block, hooks.original_shape = ("input", 1), [1, 4, 16, 16]
+    x, context = latent(4, (1, 256, 32)), prompt(1)[0][0]
+    a = block.attn1
+    with torch.no_grad():
+        got = block(x, context, hooks)
+        n = block.norm1(x)
+        k, v = a.to_k(n), a.to_v(n)
+        is_dst = destination_mask(16, 16, 2, 2, torch.Generator().manual_seed(0), "cpu").tolist()
+
+        def attend(token):
+            return a.to_out[0](attention(a.to_q(token)[None, None], k, v, a.heads))[0, 0]
+
+        expected = tome_reference(n, is_dst, int(256 * 0.3), attend) + x
+        expected = block.attn2(block.norm2(expected), context) + expected
+        expected = block.ff(block.norm3(expected)) + expected
+        assert (got - block(x, context)).abs().max() > 1e-4  # merging changes the result
+    # per-query attention vs. the batched merged queries: float32 rounding of a 32-wide layer
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+
+
 # -- attention multiply ------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("which", ["attn1", "attn2"])
 def test_unet_attention_multiply_scales_the_projections_while_in_use(which):
