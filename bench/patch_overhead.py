@@ -127,7 +127,7 @@ def patch_nodes(model: DiffusionModel, empty: list) -> dict[str, DiffusionModel]
         "PatchModelAddDownscale": M.patch_model_add_downscale(model, 3, 2.0, 0.0, 0.35, True, "bicubic", "bicubic"),
         "UNetSelfAttentionMultiply": M.unet_self_attention_multiply(model, 1.1, 1.1, 1.1, 1.1),
         "UNetCrossAttentionMultiply": M.unet_cross_attention_multiply(model, 1.1, 1.1, 1.1, 1.1),
-        "HypernetworkLoader": model.patched(attn1_patch=hyper, attn2_patch=hyper),
+        "HypernetworkLoader": model.patched(attn1_patch=hyper, attn2_patch=hyper.cross),
         "RescaleCFG": G.rescale_cfg(model, 0.7),
         "SelfAttentionGuidance": G.self_attention_guidance(model, 0.5, 2.0),
         "PerturbedAttentionGuidance": G.perturbed_attention_guidance(model, 3.0),

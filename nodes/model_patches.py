@@ -204,7 +204,7 @@ def hypernetwork_loader(model: Any, hypernetwork_name: str, strength: float, ctx
 
     net = load_model(ctx, model_file(ctx.options, "hypernetworks", hypernetwork_name), read_hypernetwork, "hypernetwork")
     patch = HypernetworkPatch(net, strength)
-    return model.patched(attn1_patch=patch, attn2_patch=patch)
+    return model.patched(attn1_patch=patch, attn2_patch=patch.cross)
 
 
 @node("DifferentialDiffusion", display_name="Differential Diffusion", category="_for_testing",

@@ -65,6 +65,17 @@ class HypernetworkPatch:
             v = v + nets[1](v) * self.strength
         return q, k, v
 
+    def cross(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, hooks: UNetHooks):
+        """The attn2 patch: the prompt is the same tensor at every cross-attention layer of a U-Net call,
+        so its transformed keys and values are computed once per call (the memo holds the inputs, so
+        their ids stay theirs)."""
+        key = (id(self), id(k), id(v))
+        hit = hooks.call_memo.get(key)
+        if hit is None or hit[0] is not k or hit[1] is not v:
+            _, k_out, v_out = self(q, k, v, hooks)
+            hit = hooks.call_memo[key] = (k, v, k_out, v_out)
+        return q, hit[2], hit[3]
+
 
 def read_hypernetwork(path: str | Path) -> Hypernetwork:
     """A hypernetwork file (see the module docstring); CheckpointError names the file and the problem."""

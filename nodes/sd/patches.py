@@ -265,7 +265,8 @@ class UNetHooks:
     transformers already run, ``sigmas`` the call's σ per batch row, ``cond_or_uncond`` which list
     each chunk of the batch comes from (0 positive, 1 negative, …), ``n_heads``/``dim_head`` those of
     the attention layer being run, ``original_shape`` the U-Net input's shape and ``activations_shape``
-    that of the current spatial transformer's input."""
+    that of the current spatial transformer's input. ``call_memo`` holds what a hook computes once per
+    U-Net call (e.g. a function of the prompt, the same at every cross-attention layer)."""
 
     patches: ModelPatches
     sigmas: torch.Tensor
@@ -278,6 +279,7 @@ class UNetHooks:
     activations_shape: list[int] = field(default_factory=list)
     n_heads: int = 0
     dim_head: int = 0
+    call_memo: dict = field(default_factory=dict)  # values hooks keep for this one U-Net call
 
     def at(self, kind: str, index: int) -> "UNetHooks":
         self.block = (kind, index)

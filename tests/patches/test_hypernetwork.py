@@ -121,10 +121,14 @@ def test_on_a_tiny_unet_every_attention_projects_transformed_keys_and_values(tmp
             module.to_k = nn.Sequential(_Residual(modules, 0, 0.6), module.to_k)
             module.to_v = nn.Sequential(_Residual(modules, 1, 0.6), module.to_v)
     x, context, t = latent(3), torch.cat([prompt(1)[0][0], prompt(2)[0][0]]), torch.tensor([500.0] * LATENT[0])
-    patched = model.patched(attn1_patch=patch, attn2_patch=patch)
+    patched = model.patched(attn1_patch=patch, attn2_patch=patch.cross)  # as HypernetworkLoader wires it
     hooks = UNetHooks(patched.patches, torch.tensor([1.0, 1.0]), [0, 1])
+    calls = []
+    prompt_net = patch.hypernetwork.on(torch.device("cpu"), torch.float32)[768][0]
+    prompt_net.register_forward_hook(lambda *_: calls.append(1))
     with torch.no_grad():
         got = model.unet(x, t, context, hooks=hooks)
+        assert len(calls) == 1  # the prompt's keys are transformed once per U-Net call, not per layer
         expected = reference(x, t, context)
         assert (got - model.unet(x, t, context)).abs().max() > 1e-3
     # the same layers on the same inputs; the reference's Sequential adds nothing but a call: float32 rounding
