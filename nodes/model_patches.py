@@ -216,8 +216,9 @@ def hypernetwork_loader(model: Any, hypernetwork_name: str, strength: float, ctx
 def differential_diffusion(model: Any, strength: float) -> Any:
     """Differential Diffusion: read a soft inpainting mask (a latent's noise mask, e.g. from
     SetLatentNoiseMask or a blurred mask) as how much each pixel may change. At each step only the
-    pixels whose mask value is at least the share of the schedule still to go are repainted, so a
-    pixel at 0.3 changes in the last 30% of the steps and one at 1 in all of them. Needs a latent
+    pixels whose mask value is at least the share of the schedule still to go (counted in the
+    model's timesteps) are repainted, so a pixel at 0.3 changes in about the last 30% of the schedule
+    and one at 1 in all of it. Needs a latent
     with a noise mask; without one it changes nothing."""
     from nodes.sd.differential_diffusion import DifferentialDiffusion
 
