@@ -9,6 +9,10 @@ measured in the same run, interleaved, medians after warm-up.
 
 Per sampler: loop time / number of U-Net calls, as a percentage of one U-Net call (= how much the
 non-model work slows a real run down). The last line is JSON; `overhead_pct` is the maximum.
+
+Then every model patch node on one guided step (bench/patch_overhead.py): `worst_patch_overhead_pct` is
+the largest share of the step's U-Net time its hooks take, `worst_patch` names that patch.
+`--part samplers` or `--part patches` runs one part alone.
 """
 from __future__ import annotations
 
@@ -76,6 +80,21 @@ def time_loop(model, name, pos, neg) -> tuple[float, int]:
 
 
 def main() -> None:
+    part = sys.argv[sys.argv.index("--part") + 1] if "--part" in sys.argv else "all"
+    figures: dict = {}
+    if part in ("all", "samplers"):
+        figures.update(sampler_overhead())
+    if part in ("all", "patches"):
+        import patch_overhead
+
+        patches = patch_overhead.measure()
+        for name, pct in patches["per_patch_pct"].items():
+            print(f"{name:32s} patch overhead {pct:8.3f}% of the step's U-Net time")
+        figures.update(patches)
+    print(json.dumps(figures))
+
+
+def sampler_overhead() -> dict:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, latent {LATENT}, {STEPS} steps, CFG 7")
     unet, what = build_sd15_unet()
     print(f"reference U-Net: {what}, fp32, batch 2, 77-token context")
@@ -112,8 +131,8 @@ def main() -> None:
         print(f"{name:32s} {calls[name]:3d} U-Net calls  loop {loop_s * 1000:7.2f} ms  "
               f"{per_call_ms:6.3f} ms/call  {loop_s / STEPS * 1000:6.3f} ms/step  overhead {pct:.3f}%")
     worst = max(per_sampler, key=per_sampler.get)
-    print(json.dumps({"overhead_pct": per_sampler[worst], "worst_sampler": worst,
-                      "unet_ms": round(unet_s * 1000, 1), "unet": what, "per_sampler_pct": per_sampler}))
+    return {"overhead_pct": per_sampler[worst], "worst_sampler": worst, "unet_ms": round(unet_s * 1000, 1),
+            "unet": what, "per_sampler_pct": per_sampler}
 
 
 if __name__ == "__main__":

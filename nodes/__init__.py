@@ -22,6 +22,8 @@ MODULES: tuple[str, ...] = (
     "sampling",
     "custom_sampling",
     "sampler_nodes",
+    "model_patches",
+    "guidance_patches",
     "image",
     "image_ops",
     "image_filters",

@@ -7,15 +7,24 @@ to its noise schedule and latent format, which is all a sampler and the guidance
 
 scales x to the U-Net's input, turns σ into the U-Net's (discrete) timestep, runs the U-Net in its
 own dtype and converts its ε/v output to the denoised latent in float32, as ComfyUI's BaseModel does.
+
+A DiffusionModel is a light value over a shared U-Net: model patches (nodes/sd/patches.py) make
+clones that carry more hooks (`patched`) or another model sampling (`with_model_sampling`), never
+a copy of the weights. `in_use()` holds the U-Net for a sampling run with the weight patches applied.
 """
 from __future__ import annotations
 
-from typing import Callable, Optional
+import copy
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator, Optional
 
 import torch
 from torch import nn
 
-from .model_sampling import ModelSamplingDiscrete
+from nodegraph.errors import NodeError
+
+from .model_sampling import ModelSampling, ModelSamplingDiscrete
+from .patches import NO_PATCHES, ModelCall, ModelPatches, UNetHooks, weights_applied
 from .unet import sdxl_adm, sdxl_refiner_adm
 from .vae import latent_scale
 
@@ -35,17 +44,15 @@ class DiffusionModel:
         adm_fn: for models with a class/size embedding (SDXL), `adm_fn(cond, batch, device, dtype)`
             returning `y` [batch, adm_channels] from one conditioning dict ("pooled_output", "width",
             "height", "crop_w", "crop_h", "target_width", "target_height", "aesthetic_score", …).
+        patches: the model patches this value carries (default: none).
     """
 
     source: str | None = None
     """The checkpoint file the U-Net came from (set by the loader; named in errors)."""
-    denoise_mask_fn: Callable[..., torch.Tensor] | None = None
-    """Consulted where the sampler applies a noise mask: ``fn(sigma, mask, {"model": this model,
-    "sigmas": the run's sigmas})`` returns the mask of this model call (ComfyUI's denoise_mask_function;
-    DifferentialDiffusion sets it on a copy of the model). None: the mask as given."""
+    latent_format: Any = None  # an object patch with process_in/process_out (e.g. Playground v2.5's)
 
-    def __init__(self, unet: nn.Module, model_sampling: ModelSamplingDiscrete, family: str,
-                 latent_scale: float, adm_fn: AdmFn | None = None) -> None:
+    def __init__(self, unet: nn.Module, model_sampling: ModelSampling, family: str,
+                 latent_scale: float, adm_fn: AdmFn | None = None, patches: ModelPatches | None = None) -> None:
         if family not in FAMILIES:
             raise ValueError(f"DiffusionModel: family must be one of {', '.join(FAMILIES)}, got {family!r}")
         self.unet = unet
@@ -56,6 +63,34 @@ class DiffusionModel:
         self.preview_projection = None
         """Live previews' latent→RGB map when the family's published one does not fit the checkpoint's
         VAE, or a callable computing it on first use (see preview_fit.projection_for); None: the family's."""
+        self.patches = patches if patches is not None else NO_PATCHES
+
+    # -- patching -------------------------------------------------------------------------------
+    def with_patches(self, patches: ModelPatches) -> "DiffusionModel":
+        """A clone sharing the U-Net, carrying ``patches`` instead of this value's."""
+        clone = copy.copy(self)
+        clone.patches = patches
+        return clone
+
+    def patched(self, **hooks: Any) -> "DiffusionModel":
+        """A clone sharing the U-Net with ``hooks`` added (``ModelPatches.add``'s names)."""
+        return self.with_patches(self.patches.add(**hooks))
+
+    def with_model_sampling(self, model_sampling: ModelSampling, latent_format: Any = None) -> "DiffusionModel":
+        """A clone sharing the U-Net with another noise schedule / prediction type (and, if given, a
+        latent format with ``process_in``/``process_out``)."""
+        clone = copy.copy(self)
+        clone.model_sampling = model_sampling
+        if latent_format is not None:
+            clone.latent_format = latent_format
+        return clone
+
+    @contextmanager
+    def in_use(self) -> Iterator["DiffusionModel"]:
+        """Hold the shared U-Net for a run: its lock, and this value's weight patches applied in place
+        (restored on exit)."""
+        with weights_applied({"unet": self.unet}, self.patches.weights):
+            yield self
 
     def __repr__(self) -> str:
         return (f"DiffusionModel(family={self.family!r}, {self.model_sampling!r}, latent_scale={self.latent_scale}, "
@@ -78,25 +113,47 @@ class DiffusionModel:
     # -- latent format ------------------------------------------------------------------------
     def process_in(self, latent: torch.Tensor) -> torch.Tensor:
         """Raw VAE latent → the space the U-Net was trained on (× scale factor)."""
+        if self.latent_format is not None:
+            return self.latent_format.process_in(latent)
         return latent * self.latent_scale
 
     def process_out(self, latent: torch.Tensor) -> torch.Tensor:
         """U-Net latent space → raw VAE latent (÷ scale factor)."""
+        if self.latent_format is not None:
+            return self.latent_format.process_out(latent)
         return latent / self.latent_scale
 
     # -- model call -----------------------------------------------------------------------------
     def apply_model(self, x: torch.Tensor, sigma: torch.Tensor, context: torch.Tensor,
                     y: torch.Tensor | None = None, c_concat: torch.Tensor | None = None,
-                    control: dict | None = None) -> torch.Tensor:
+                    control: dict | None = None, *, cond_or_uncond: list[int] | None = None,
+                    run: Any = None) -> torch.Tensor:
         """Denoised estimate D(x; σ) for a batch of noisy latents `x` at noise levels `sigma` [B].
 
         The U-Net sees x/√(σ²+1) and the timestep nearest to σ, in the U-Net's dtype; the result
         is float32. `c_concat` (inpainting and InstructPix2Pix U-Nets, see inpaint.py) is appended
         to the scaled latent along the channels, unscaled. `control` (ControlNet / T2I-Adapter
-        residuals) is handed to the U-Net as is.
+        residuals) is handed to the U-Net as is. The patches in force (``run.patches``, else this
+        value's) wrap the call (``model_function_wrapper``) and hook into the U-Net;
+        ``cond_or_uncond`` says which prompt list each chunk of the batch belongs to (for the hooks).
         """
-        ms = self.model_sampling
+        patches = self.patches if run is None else run.patches
         sigma = torch.as_tensor(sigma, device=x.device).reshape(-1).expand(x.shape[0])
+        cond_or_uncond = [0] if cond_or_uncond is None else cond_or_uncond
+
+        def apply(x: torch.Tensor, sigma: torch.Tensor, context: torch.Tensor, y: torch.Tensor | None = None,
+                  c_concat: torch.Tensor | None = None, control: dict | None = None) -> torch.Tensor:
+            hooks = UNetHooks(patches, sigma, cond_or_uncond, run) if patches.unet_hooks else None
+            return self._denoise(x, sigma, context, y, c_concat, control, hooks)
+
+        if patches.model_function_wrapper is not None:
+            c = {"context": context, "y": y, "c_concat": c_concat, "control": control}
+            return patches.model_function_wrapper(apply, ModelCall(x, sigma, c, cond_or_uncond, run))
+        return apply(x, sigma, context, y, c_concat, control)
+
+    def _denoise(self, x: torch.Tensor, sigma: torch.Tensor, context: torch.Tensor, y: torch.Tensor | None,
+                 c_concat: torch.Tensor | None, control: dict | None, hooks: UNetHooks | None) -> torch.Tensor:
+        ms = self.model_sampling
         dtype = self.dtype
         x_in = ms.calculate_input(sigma, x)
         if c_concat is not None:
@@ -108,6 +165,11 @@ class DiffusionModel:
             kwargs["y"] = y.to(dtype)
         if control is not None:
             kwargs["control"] = control
+        if hooks is not None:
+            if not getattr(self.unet, "accepts_hooks", False):
+                raise NodeError(f"this model's U-Net ({type(self.unet).__name__}) does not take U-Net patches "
+                                "(FreeU, attention patches, …); remove them from its MODEL")
+            kwargs["hooks"] = hooks
         output = self.unet(x_in, timesteps, **kwargs).float()
         return ms.calculate_denoised(sigma, output, x)
 

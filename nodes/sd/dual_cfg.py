@@ -6,8 +6,9 @@ With D₁, D₂, D_neg the denoised predictions for cond1, cond2 and negative:
     nested:   D = D_neg + cfg_cond2_negative·(D₂ + (D₁ − D₂)·cfg_conds − D_neg)
 
 cond2 is encoded as a negative prompt (prompt_type "negative", e.g. SDXL refiner's aesthetic score).
-For CFG++ samplers the "unconditional" prediction is D_neg (regular) or D₂ (nested), the one the
-inner classifier-free guidance step treats as unconditional in ComfyUI.
+The classifier-free step inside each formula — D_neg + (D₂ − D_neg)·cfg_cond2_negative (regular), or
+D₂ + (D₁ − D₂)·cfg_conds (nested) — runs the model's CFG hooks (cfg_function, post-CFG) as in
+ComfyUI; its "unconditional" prediction (what CFG++ samplers read) is D_neg or D₂.
 """
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ from typing import Any
 import torch
 
 from .diffusion_model import DiffusionModel
-from .guidance import CFGGuider, calc_cond_batch, cfg_combine, parse_conditioning
+from .guidance import CFGGuider, parse_conditioning
+from .patches import ModelPatches, SamplingRun, cfg_result
 
 STYLES = ("regular", "nested")
 
@@ -39,17 +41,16 @@ class DualCFGGuider(CFGGuider):
                          "negative": parse_conditioning(negative, "negative")}
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor, seed: int | None = None,
-                 uncond_out: dict | None = None, **_: Any) -> torch.Tensor:
+                 run: SamplingRun | None = None, patches: ModelPatches | None = None, **_: Any) -> torch.Tensor:
+        run = self.run_for(run, seed, patches)
         negative, middle, positive = (self.conds.get(k) for k in ("negative", "middle", "positive"))
-        if not self.nested and uncond_out is None and math.isclose(self.cfg_cond2_negative, 1.0):
+        if not self.nested and not run.patches.disable_cfg1_optimization and math.isclose(self.cfg_cond2_negative, 1.0):
             negative = None  # ComfyUI's cfg-1 shortcut: unused predictions are not computed
             if math.isclose(self.cfg_conds, 1.0):
                 middle = None
-        d_neg, d_mid, d_pos = calc_cond_batch(self.model, [negative, middle, positive], x, sigma, self.max_batch_area)
-        if self.nested:
-            if uncond_out is not None:
-                uncond_out["uncond"] = d_mid
-            return d_neg + self.cfg_cond2_negative * (cfg_combine(d_pos, d_mid, self.cfg_conds) - d_neg)
-        if uncond_out is not None:
-            uncond_out["uncond"] = d_neg
-        return cfg_combine(d_mid, d_neg, self.cfg_cond2_negative) + (d_pos - d_mid) * self.cfg_conds
+        d_neg, d_mid, d_pos = run.predict([negative, middle, positive], x, sigma)
+        if self.nested:  # the inner guidance (with the model's CFG hooks) treats cond2 as unconditional
+            inner = cfg_result(run, d_pos, d_mid, self.cfg_conds, x, sigma, [positive, middle])
+            return d_neg + self.cfg_cond2_negative * (inner - d_neg)
+        outer = cfg_result(run, d_mid, d_neg, self.cfg_cond2_negative, x, sigma, [middle, negative])
+        return outer + (d_pos - d_mid) * self.cfg_conds

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 
 from .diffusion_model import DiffusionModel
 from .inpaint import check_latent_channels, concat_input
+from .patches import ModelPatches, SamplingRun, guided
 from .previews import StepCallback, StepInfo
 from .samplers import Sampler
 
@@ -243,11 +244,13 @@ def _cat_contexts(contexts: list[torch.Tensor]) -> torch.Tensor:
 
 
 def calc_cond_batch(model: DiffusionModel, cond_lists: Sequence[list[CondEntry] | None], x: torch.Tensor,
-                    sigma: torch.Tensor, max_batch_area: int | None = None) -> list[torch.Tensor]:
+                    sigma: torch.Tensor, max_batch_area: int | None = None,
+                    run: SamplingRun | None = None) -> list[torch.Tensor]:
     """Denoised predictions for each list of entries (a blend of its active entries), in few U-Net calls.
 
     `max_batch_area` bounds batch × latent height × width of one call (None: no bound); compatible
-    pieces beyond it are split over several calls, largest group first, as ComfyUI does.
+    pieces beyond it are split over several calls, largest group first, as ComfyUI does. `run`: the
+    sampling run whose model patches are in force (None: the model's own).
     """
     outs = [torch.zeros_like(x) for _ in cond_lists]
     counts = [torch.ones_like(x) * 1e-37 for _ in cond_lists]
@@ -277,7 +280,8 @@ def calc_cond_batch(model: DiffusionModel, cond_lists: Sequence[list[CondEntry] 
         extra = {} if control is None else {"control": control}
         if first.concat is not None:
             extra["c_concat"] = torch.cat([p.concat for p in pieces])
-        output = model.apply_model(*inputs, **extra).chunk(len(pieces))
+        output = model.apply_model(*inputs, **extra, cond_or_uncond=[index for _, index in batch],
+                                   run=run).chunk(len(pieces))
         for out, (piece, index) in zip(output, batch):
             target, count = outs[index], counts[index]
             if piece.area is not None:
@@ -350,16 +354,18 @@ class CFGGuider:
         self.conds = conds
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor, seed: int | None = None,
-                 uncond_out: dict | None = None, **_: Any) -> torch.Tensor:
-        """The guided D(x; σ). A CFG++ sampler passes `uncond_out`, a dict that receives the unconditional
-        prediction under "uncond"; it is then computed even at cfg = 1 (as ComfyUI does for them)."""
-        skip = math.isclose(self.cfg, 1.0) and uncond_out is None
-        negative = None if skip else self.conds.get("negative")
-        cond, uncond = calc_cond_batch(self.model, [self.conds["positive"], negative], x, sigma,
-                                       self.max_batch_area)
-        if uncond_out is not None:
-            uncond_out["uncond"] = uncond
-        return cfg_combine(cond, uncond, self.cfg)
+                 run: SamplingRun | None = None, patches: ModelPatches | None = None, **_: Any) -> torch.Tensor:
+        """The guided D(x; σ) with the model's patches, in the sampling `run` (the sampling loop passes
+        it). `patches`: hooks a sampler adds for this call (a CFG++ sampler's post-CFG hook reads the
+        unconditional prediction, and makes it computed even at cfg = 1, as in ComfyUI)."""
+        run = self.run_for(run, seed, patches)
+        return guided(run, self.conds["positive"], self.conds.get("negative"), self.cfg, x, sigma)
+
+    def run_for(self, run: SamplingRun | None, seed: int | None, patches: ModelPatches | None) -> SamplingRun:
+        """`run` (a fresh one for this model when None) with a sampler's `patches` after the model's."""
+        if run is None:
+            run = SamplingRun(self.model, seed=seed, max_batch_area=self.max_batch_area)
+        return run.extended(patches)
 
     @torch.no_grad()
     def sample(self, noise: torch.Tensor, latent_image: torch.Tensor, sampler: Sampler, sigmas: torch.Tensor,
@@ -388,7 +394,7 @@ class CFGGuider:
 
         denoiser = self
         if denoise_mask is not None:
-            denoiser = self._inpainting(denoise_mask, latent, noise, sampler, seed, sigmas)
+            denoiser = self._inpainting(denoise_mask, latent, noise, sampler, seed)
         x = ms.noise_scaling(sigmas[0], noise, latent, ms.is_max_denoise(sigmas))
         total = len(sigmas) - 1
 
@@ -397,28 +403,33 @@ class CFGGuider:
                               x=d["x"], denoised=d["denoised"], family=model.family,
                               projection=model.preview_projection))
 
-        samples = sampler(denoiser, x, sigmas, extra_args={"seed": seed, "model_sampling": ms},
-                          callback=report if callback is not None else None)
+        run = SamplingRun(model, seed=seed, sigmas=sigmas, max_batch_area=self.max_batch_area)
+        with model.in_use():  # the U-Net held, its weight patches applied
+            samples = sampler(denoiser, x, sigmas, extra_args={"seed": seed, "model_sampling": ms, "run": run},
+                              callback=report if callback is not None else None)
         samples = model.process_out(ms.inverse_noise_scaling(sigmas[-1], samples).to(torch.float32))
-        if denoise_mask is not None and sigmas[-1] == 0:
+        if denoise_mask is not None and sigmas[-1] == 0 and model.patches.denoise_mask_function is None:
             # Where the mask is 0 the result is the latent itself — also for the samplers that stop short of
             # σ = 0 (dpm_fast, dpm_adaptive, uni_pc), which in ComfyUI leave their last noise level there.
+            # Not with a per-step mask (DifferentialDiffusion): its last step repaints every pixel, as in ComfyUI.
             samples = torch.where(denoise_mask == 0, latent_image.to(samples), samples)
         return samples
 
-    def _inpainting(self, mask, latent, noise, sampler: Sampler, seed, sigmas):
+    def _inpainting(self, mask, latent, noise, sampler: Sampler, seed):
         """Denoiser that keeps mask-0 regions on the noised original latent (ComfyUI's KSamplerX0Inpaint):
         before each model call x is put back to latent + noise·σ outside the mask, and the denoised
-        output is the latent there. The model's `denoise_mask_fn` (DifferentialDiffusion), if set,
-        gives the mask of each step."""
+        output is the latent there. The model patches' denoise-mask function (DifferentialDiffusion), if
+        any, gives the mask of each step."""
         if sampler.random_inpaint_noise:
             generator = torch.Generator().manual_seed((41 if seed is None else int(seed)) + 1)
             noise = torch.randn(noise.shape, generator=generator).to(noise.dtype).to(noise.device)
         ms = self.model.model_sampling
-        mask_fn = getattr(self.model, "denoise_mask_fn", None)
+        mask_function = self.model.patches.denoise_mask_function
 
         def denoise(x, sigma, **kwargs):
-            step_mask = mask if mask_fn is None else mask_fn(sigma, mask, {"model": self.model, "sigmas": sigmas})
+            step_mask = mask
+            if mask_function is not None:  # a model patch reshapes the mask per step (DifferentialDiffusion)
+                step_mask = mask_function(sigma, mask, kwargs.get("run"))
             keep = 1.0 - step_mask
             x = x * step_mask + ms.noise_scaling(sigma, noise, latent) * keep
             return self(x, sigma, **kwargs) * step_mask + latent * keep

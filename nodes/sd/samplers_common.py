@@ -1,5 +1,6 @@
 """What the sampler families share: the math helpers, the noise they inject, and the hooks into the
-guided denoiser (its model sampling, and the unconditional prediction that CFG++ samplers need).
+guided denoiser (its model sampling, and the unconditional prediction that CFG++ samplers read
+through a post-CFG model-patch hook).
 
 Notation: x is a latent in "sigma space" (x = x_0 + σ·ε); λ = −log σ is the half-log-SNR, h the
 step in λ. For the discrete VP models of SD1/SD2/SDXL, ComfyUI's α_t = σ_t·e^(λ_t) is 1, so the
@@ -13,6 +14,7 @@ import torch
 
 from .model_sampling import ModelSamplingDiscrete
 from .noise import BrownianTreeNoiseSampler, default_noise_sampler
+from .patches import NO_PATCHES
 
 Denoiser = Callable[..., torch.Tensor]
 SamplerCallback = Callable[[dict], None]
@@ -107,12 +109,19 @@ def churn(x, sigma, steps, s_churn, s_tmin, s_tmax, s_noise, noise_sampler):
 def with_uncond(model: Denoiser, extra_args: dict) -> Callable[[torch.Tensor, torch.Tensor], tuple]:
     """For CFG++ samplers: a denoiser returning (guided D, unconditional D).
 
-    The guider fills the `uncond_out` dict it is handed with its unconditional prediction, and then
-    computes it even at cfg = 1 (ComfyUI's post-CFG hook with its cfg-1 shortcut disabled). A
-    denoiser without guidance fills nothing; its unconditional prediction is its only one.
+    It adds a post-CFG hook to the call (as ComfyUI's CFG++ samplers do) that reads the guider's
+    unconditional prediction and turns the guider's cfg-1 shortcut off, so that prediction is
+    computed even at cfg = 1. A denoiser without guidance runs no hooks; its unconditional
+    prediction is its only one.
     """
     capture: dict[str, torch.Tensor] = {}
-    args = dict(extra_args, uncond_out=capture)
+
+    def keep_uncond(step) -> torch.Tensor:
+        capture["uncond"] = step.uncond_denoised
+        return step.denoised
+
+    extra = extra_args.get("patches") or NO_PATCHES
+    args = dict(extra_args, patches=extra.add(post_cfg=keep_uncond, disable_cfg1_optimization=True))
 
     def denoise(x: torch.Tensor, sigma: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         capture.clear()

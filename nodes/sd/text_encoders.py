@@ -513,7 +513,12 @@ class SDTextEncoder:
     ``z = (z − z_empty)·w + z_empty`` where ``z_empty`` encodes an empty prompt, concatenate the
     windows along tokens (and SDXL's two encoders along channels), and take the pooled output of the
     first window. Outputs are float32 on the encoders' device.
+
+    ``weight_patches`` (nodes/sd/patches.py's WeightPatch, keyed by slot: "l", "h", "g") apply in place
+    while this value encodes, and are undone after: clones sharing the encoders can carry different ones.
     """
+
+    weight_patches: tuple = ()
 
     def __init__(self, family: str, models: dict[str, _TextTransformer], last_layer: int | None = None,
                  square_brackets: bool = True):
@@ -528,6 +533,12 @@ class SDTextEncoder:
         ``stop_at_clip_layer``: -1 last, -2 penultimate, …; None restores each encoder's default)."""
         clone = copy.copy(self)
         clone.last_layer = last_layer
+        return clone
+
+    def with_weight_patches(self, patches) -> SDTextEncoder:
+        """A copy sharing the weights that carries ``patches`` (WeightPatch) after this value's own."""
+        clone = copy.copy(self)
+        clone.weight_patches = tuple(self.weight_patches) + tuple(patches)
         return clone
 
     def tokenize(self, text: str, square_brackets: bool | None = None,
@@ -556,9 +567,15 @@ class SDTextEncoder:
         """``(context [1, 77·windows, C], pooled [1, P] or None)`` for ``text`` (see :meth:`tokenize`)."""
         return self.encode_tokens(self.tokenize(text, square_brackets, embeddings))
 
-    @torch.inference_mode()
     def encode_tokens(self, tokens: dict[str, Windows]) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Encode what :meth:`tokenize` returned."""
+        """Encode what :meth:`tokenize` returned (with this value's weight patches applied meanwhile)."""
+        from .patches import weights_applied
+
+        with weights_applied(self.models, self.weight_patches):
+            return self._encode_tokens(tokens)
+
+    @torch.inference_mode()
+    def _encode_tokens(self, tokens: dict[str, Windows]) -> tuple[torch.Tensor, torch.Tensor | None]:
         contexts, pooled = [], None
         for slot in self.slots:
             layer = slot.layer if self.last_layer is None else self.last_layer

@@ -19,6 +19,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .attention import attention
+from .patches import UNetHooks
+from .unet_hooks import hooked_transformer_block
 
 FAMILIES = ("sd1", "sd2", "sdxl", "sdxl_refiner")
 
@@ -438,7 +440,9 @@ class BasicTransformerBlock(nn.Module):
         self.norm2 = nn.LayerNorm(dim)
         self.norm3 = nn.LayerNorm(dim)
 
-    def forward(self, x: torch.Tensor, context: torch.Tensor | None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None, hooks: UNetHooks | None = None) -> torch.Tensor:
+        if hooks is not None:
+            return hooked_transformer_block(self, x, context, hooks)
         x = self.attn1(self.norm1(x)).add_(x)
         x = self.attn2(self.norm2(x), context).add_(x)
         return self.ff(self.norm3(x)).add_(x)
@@ -463,12 +467,20 @@ class SpatialTransformer(nn.Module):
         )
         self.proj_out = nn.Linear(inner, channels) if linear else nn.Conv2d(inner, channels, 1)
 
-    def forward(self, x: torch.Tensor, context: torch.Tensor | None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None, hooks: UNetHooks | None = None) -> torch.Tensor:
         b, c, h, w = x.shape
         tokens = self.norm(x).flatten(2).transpose(1, 2)
         tokens = F.linear(tokens, self.proj_in.weight.flatten(1), self.proj_in.bias)
-        for block in self.transformer_blocks:
-            tokens = block(tokens, context)
+        if hooks is not None:
+            hooks.activations_shape = [b, c, h, w]
+        for index, block in enumerate(self.transformer_blocks):
+            if hooks is None:
+                tokens = block(tokens, context)
+            else:
+                hooks.block_index = index
+                tokens = block(tokens, context, hooks)
+        if hooks is not None:
+            hooks.transformer_index += 1
         tokens = F.linear(tokens, self.proj_out.weight.flatten(1), self.proj_out.bias)
         return x + tokens.transpose(1, 2).unflatten(2, (h, w))
 
@@ -504,12 +516,13 @@ class UNetBlock(nn.ModuleList):
         emb_silu: torch.Tensor,
         context: torch.Tensor | None,
         size: Sequence[int] | None = None,
+        hooks: UNetHooks | None = None,
     ) -> torch.Tensor:
         for layer in self:
             if isinstance(layer, ResBlock):
                 x = layer(x, emb_silu)
             elif isinstance(layer, SpatialTransformer):
-                x = layer(x, context)
+                x = layer(x, context, hooks)
             elif isinstance(layer, Upsample):
                 x = layer(x, size)
             else:
@@ -548,6 +561,8 @@ def encoder_blocks(cfg: UNetConfig) -> tuple[nn.ModuleList, list[int], UNetBlock
 
 class UNetModel(nn.Module):
     """The LDM U-Net: ``forward(x, timesteps, context=None, y=None)`` predicts eps (or v) for latents ``x``."""
+
+    accepts_hooks = True  # takes the model patches' U-Net hooks (forward's ``hooks``)
 
     def __init__(self, config: UNetConfig) -> None:
         super().__init__()
@@ -588,6 +603,7 @@ class UNetModel(nn.Module):
         context: torch.Tensor | None = None,
         y: torch.Tensor | None = None,
         control: Mapping[str, Sequence[torch.Tensor | None]] | None = None,
+        hooks: UNetHooks | None = None,
     ) -> torch.Tensor:
         """Latents ``x`` [B, C, H, W], ``timesteps`` [B] (or one number), text ``context`` [B, T, D],
         SDXL ``y`` [B, adm]. Inputs are cast to the weights' dtype; the result has ``x``'s dtype.
@@ -595,7 +611,9 @@ class UNetModel(nn.Module):
         ``control`` adds residuals (ControlNet, T2I-Adapter): ``"input"`` and ``"output"`` hold one
         entry per input block (None: nothing), added to that block's output before it moves on
         (T2I-Adapters) and to its skip connection as the decoder takes it (ControlNets);
-        ``"middle"`` holds one, added after the middle block."""
+        ``"middle"`` holds one, added after the middle block. ``hooks``: the model patches' U-Net
+        hooks for this call (nodes/sd/patches.py; None: none); they see the blocks' outputs with the
+        control residuals added, as in ComfyUI."""
         cfg = self.config
         dtype = self.input_blocks[0][0].weight.dtype
         t = torch.as_tensor(timesteps, device=x.device).reshape(-1).expand(x.shape[0])
@@ -611,17 +629,29 @@ class UNetModel(nn.Module):
         emb_silu = F.silu(emb)
 
         h = x.to(dtype)
+        if hooks is not None:
+            hooks.original_shape, hooks.transformer_index = list(x.shape), 0
         skips = []
         control = control or {}
-        for i, block in enumerate(self.input_blocks):
-            h = _plus(block(h, emb_silu, context), control.get("input"), i)
+        for index, block in enumerate(self.input_blocks):
+            h = _plus(block(h, emb_silu, context, hooks=hooks and hooks.at("input", index)), control.get("input"), index)
+            if hooks is not None:
+                h = hooks.run_hooks("input_block_patch", h)
             skips.append(h)
-        h = _plus(self.middle_block(h, emb_silu, context), control.get("middle"), 0)
-        for block in self.output_blocks:
+            if hooks is not None:
+                h = hooks.run_hooks("input_block_patch_after_skip", h)
+        h = _plus(self.middle_block(h, emb_silu, context, hooks=hooks and hooks.at("middle", 0)), control.get("middle"), 0)
+        if hooks is not None:
+            h = hooks.run_hooks("middle_block_patch", h)
+        for index, block in enumerate(self.output_blocks):
             skip = skips.pop()
+            residuals = control.get("output")
+            if residuals is not None and len(skips) < len(residuals) and residuals[len(skips)] is not None:
+                skip = skip + residuals[len(skips)].to(skip.dtype)  # not in place: an input hook may hold the skip
+            if hooks is not None:
+                h, skip = hooks.output_block(index, h, skip)
             h = torch.cat([h, skip], dim=1)
-            _plus(h[:, -skip.shape[1]:], control.get("output"), len(skips))  # into the fresh concatenation
-            h = block(h, emb_silu, context, skips[-1].shape[-2:] if skips else None)
+            h = block(h, emb_silu, context, skips[-1].shape[-2:] if skips else None, hooks=hooks)
         h = self.out[2](_norm_silu(self.out[0], h))
         return h.to(x.dtype)
 

@@ -10,6 +10,7 @@ from nodes.sd.diffusion_model import DiffusionModel
 from nodes.sd.dual_cfg import DualCFGGuider
 from nodes.sd.guidance import BasicGuider, CFGGuider
 from nodes.sd.model_sampling import ModelSamplingDiscrete
+from nodes.sd.patches import NO_PATCHES
 
 from conftest import ToyUNet
 
@@ -26,6 +27,17 @@ X = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(0))
 SIGMA = torch.tensor([2.5, 2.5])
 
 
+def capturing():
+    """(dict, patches): a post-CFG hook as a CFG++ sampler adds it, keeping the unconditional prediction."""
+    captured: dict = {}
+
+    def keep(step):
+        captured["uncond"] = step.uncond_denoised
+        return step.denoised
+
+    return captured, NO_PATCHES.add(post_cfg=keep, disable_cfg1_optimization=True)
+
+
 def single(model, conditioning):
     """D(x; σ) for one prompt alone (cfg 1, no negative pass)."""
     guider = BasicGuider(model, conditioning)
@@ -37,8 +49,8 @@ def test_cfg_guider_hands_out_the_negative_prediction():
     model = make_model()
     guider = CFGGuider(model, prompt(1), prompt(2), cfg=4.0)
     guider.prepare(X.shape, X.device)
-    captured: dict = {}
-    guider(X, SIGMA, uncond_out=captured)
+    captured, hook = capturing()
+    guider(X, SIGMA, patches=hook)
     torch.testing.assert_close(captured["uncond"], single(model, prompt(2)), rtol=0, atol=1e-6)
 
 
@@ -61,8 +73,8 @@ def test_euler_cfg_pp_through_the_guider_follows_the_unconditional_noise():
     guider = CFGGuider(model, prompt(1), prompt(2), cfg=1.5)
     out = guider.sample(X.clone(), torch.zeros_like(X), K.Sampler("euler_cfg_pp"), sigmas, seed=0)
     start = X * 2.5  # an empty latent plus noise·σ₀ (σ₀ is below σ_max: not a full denoise)
-    captured: dict = {}
-    d = guider(start, SIGMA, uncond_out=captured)
+    captured, hook = capturing()
+    d = guider(start, SIGMA, patches=hook)
     expected = model.process_out(d + 1.0 * (start - captured["uncond"]) / 2.5)
     torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
 
@@ -72,8 +84,8 @@ def test_basic_guider_gives_cfg_pp_a_zero_unconditional_prediction_as_comfyui():
     model = make_model()
     guider = BasicGuider(model, prompt(1))
     guider.prepare(X.shape, X.device)
-    captured: dict = {}
-    guider(X, SIGMA, uncond_out=captured)
+    captured, hook = capturing()
+    guider(X, SIGMA, patches=hook)
     assert torch.count_nonzero(captured["uncond"]) == 0
 
 
@@ -83,8 +95,8 @@ def test_dual_cfg_guider_applies_its_formula(style):
     c1, c2, neg = prompt(1), prompt(2), prompt(3)
     guider = DualCFGGuider(model, c1, c2, neg, cfg_conds=3.0, cfg_cond2_negative=2.0, style=style)
     guider.prepare(X.shape, X.device)
-    captured: dict = {}
-    out = guider(X, SIGMA, uncond_out=captured)
+    captured, hook = capturing()
+    out = guider(X, SIGMA, patches=hook)
     d1, d2, dn = single(model, c1), single(model, c2), single(model, neg)
     if style == "regular":
         expected, uncond = dn + (d2 - dn) * 2.0 + (d1 - d2) * 3.0, dn

@@ -105,5 +105,5 @@ def test_max_denoise_when_schedule_starts_at_sigma_max(ms):
 
 
 def test_unknown_prediction_is_rejected():
-    with pytest.raises(ValueError, match="prediction must be 'eps' or 'v'"):
-        ModelSamplingDiscrete("x0")
+    with pytest.raises(ValueError, match="prediction must be one of eps, v, x0, img_to_img, lcm"):
+        ModelSamplingDiscrete("flow")

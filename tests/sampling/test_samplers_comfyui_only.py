@@ -21,6 +21,7 @@ import pytest
 import torch
 
 from nodes.sd import samplers as S
+from nodes.sd.patches import GuidanceStep
 from nodes.sd.samplers_karras import IPNDM_WEIGHTS, deis_coefficients, ipndm_v_weights
 from nodes.sd.samplers_sde import ERSDEScaler, SATau, sa_solver_coefficients
 
@@ -37,18 +38,20 @@ def toy(mu: float):
 
 
 class Guided:
-    """The golden problem's guided denoiser: D = U + cfg·(C − U); fills `uncond_out` like the guiders do."""
+    """The golden problem's guided denoiser: D = U + cfg·(C − U); runs a sampler's post-CFG hooks (how
+    CFG++ samplers read U) like the guiders do."""
 
     def __init__(self, cfg: float = GOLDEN["cfg"], cond_mu: float = 0.3, uncond_mu: float = -0.2):
         self.cfg, self.cond, self.uncond = cfg, toy(cond_mu), toy(uncond_mu)
         self.calls = 0
 
-    def __call__(self, x, sigma, uncond_out=None, **_):
+    def __call__(self, x, sigma, patches=None, **_):
         self.calls += 1
         u, c = self.uncond(x, sigma), self.cond(x, sigma)
-        if uncond_out is not None:
-            uncond_out["uncond"] = u
-        return u + self.cfg * (c - u)
+        d = u + self.cfg * (c - u)
+        for hook in patches.post_cfg if patches is not None else ():
+            d = hook(GuidanceStep(None, x, sigma, self.cfg, [], cond_denoised=c, uncond_denoised=u, denoised=d))
+        return d
 
 
 class Draws:

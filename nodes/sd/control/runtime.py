@@ -58,7 +58,7 @@ class ControlModel:
     lora: dict[str, torch.Tensor] | None = None  # Control-LoRA tensors
     global_average_pooling: bool = False  # "shuffle" ControlNets (ComfyUI: by file name)
     extra: dict[str, Any] = field(default_factory=dict)  # e.g. the union control type
-    _bound: dict[int, ControlNetModel] = field(default_factory=dict, repr=False)
+    _bound: dict[tuple, ControlNetModel] = field(default_factory=dict, repr=False)
 
     @property
     def name(self) -> str:
@@ -100,10 +100,11 @@ class ControlModel:
         return {"controlnet": "ControlNet", "t2i": "T2I-Adapter", "control_lora": "Control-LoRA"}[self.kind]
 
     def controlnet_for(self, model) -> ControlNetModel:
-        """The ControlNet to run with ``model`` (a Control-LoRA is merged onto the model's U-Net once)."""
+        """The ControlNet to run with ``model`` (a Control-LoRA is merged onto the model's U-Net once per
+        U-Net and set of weight patches: it copies the weights as they are while the model is in use)."""
         if self.kind != "control_lora":
             return self.module  # type: ignore[return-value]
-        key = id(model.unet)
+        key = (id(model.unet), getattr(getattr(model, "patches", None), "weights", ()))
         net = self._bound.get(key)
         if net is None:
             from .loading import build_control_lora
