@@ -32,6 +32,8 @@ MODULES: tuple[str, ...] = (
     "animation",
     "upscale",
     "controlnet",
+    "merging",
+    "saving",
     "notes",
 )
 

@@ -19,7 +19,7 @@ from torch import nn
 
 from nodes.sd.patches import WeightPatch
 
-from .adapters import LayerPatch, patched_weight, weight_delta
+from .adapters import LayerPatch, is_plain_lora, low_rank_update, patched_weight, weight_delta
 from .apply import layers_of
 from .files import LoraError
 from .names import TEXT_PREFIXES, Target, text_targets, unet_targets
@@ -50,8 +50,9 @@ def _layer_patches(slot: str, layer: LayerPatch, target: Target, shape: torch.Si
         if layer.family == "diff" and "diff" not in layer.tensors:
             patches = []
         else:
+            direct = (lambda w, p=layer: low_rank_update(p, w, strength, path)) if is_plain_lora(layer) else None
             patches = [WeightPatch(slot, target.param, lambda w, p=layer: weight_delta(p, w.shape, path),
-                                   strength, 1.0, target.rows)]
+                                   strength, 1.0, target.rows, direct)]
     else:  # (IA)³, DoRA: the new weight is a function of the whole current weight
         patches = [WeightPatch(slot, target.param, lambda w, p=layer: patched_weight(p, w, strength, path) - w,
                                1.0, 1.0, target.rows)]
@@ -80,11 +81,24 @@ def weight_patches(slot: str, module: nn.Module, lora: dict, targets: dict[str, 
     return patches, applied
 
 
+def vector_targets(module: nn.Module, prefix: str) -> dict[str, Target]:
+    """Layer name → weight for the 1-D weights (norms) of ``module``, under their LDM path: the
+    full-difference layers (``.diff``) ComfyUI's LoRA extractor writes for them."""
+    params = dict(module.named_parameters())
+    out: dict[str, Target] = {}
+    for name, param in params.items():
+        if name.endswith(".weight") and param.dim() == 1:
+            owner = name[: -len(".weight")]
+            out[prefix + owner.replace(".", "_")] = Target(name, bias=owner + ".bias" if owner + ".bias" in params
+                                                           else None)
+    return out
+
+
 def model_with_lora(model, lora: dict, strength: float, path: Path):
     """A ``DiffusionModel`` value sharing ``model``'s U-Net that carries the LoRA as weight patches
     after its own; (the value, the layers applied)."""
-    patches, applied = weight_patches("unet", model.unet, lora, unet_targets(model.unet, model.unet.config),
-                                      strength, path)
+    targets = {**vector_targets(model.unet, "lora_unet_"), **unet_targets(model.unet, model.unet.config)}
+    patches, applied = weight_patches("unet", model.unet, lora, targets, strength, path)
     return model.patched(weights=patches), applied
 
 
