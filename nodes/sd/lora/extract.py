@@ -1,7 +1,8 @@
 """A LoRA extracted from a weight difference by truncated SVD (ComfyUI's "Extract and Save Lora").
 
 For a difference ΔW ``[out, in(, k, k)]`` (a 1×1 conv taken as ``[out, in]``, a k×k conv flattened to
-``[out, in·k·k]``), with SVD ΔW = U·diag(S)·Vᴴ and r = min(rank, out, in):
+``[out, in·k·k]``), with SVD ΔW = U·diag(S)·Vᴴ and r = min(rank, out, in) (``in`` the input channels,
+also for a conv, as ComfyUI):
 
     up = clamp(U[:, :r]·diag(S[:r])),  down = clamp(Vᴴ[:r])
 
