@@ -1,5 +1,6 @@
 """Model merging nodes (ComfyUI's names, params and arithmetic): ModelMergeSimple, ModelMergeBlocks,
-ModelMergeSubtract, ModelMergeAdd, CLIPMergeSimple, CLIPMergeSubtract, CLIPMergeAdd.
+ModelMergeSubtract, ModelMergeAdd, CLIPMergeSimple, CLIPMergeSubtract, CLIPMergeAdd, and the per-architecture
+ModelMergeSD1, ModelMergeSD2, ModelMergeSDXL.
 
 A merge returns the first model's value carrying weight patches that read the second model's weights
 when the merged model runs (nodes/sd/merging.py): nothing is copied at merge time, the loaded models
@@ -109,5 +110,40 @@ def clip_merge_add(clip1: Any, clip2: Any, ctx: RunContext) -> Any:
     return merge_clips(clip1, clip2, 1.0, 1.0, f"node {ctx.node_id} (CLIPMergeAdd)", ctx.log)
 
 
+def _block_names(blocks: int, dotted: bool) -> list[str]:
+    """ComfyUI's per-architecture ratio names: embeddings, each input/middle/output block, the output
+    layers ("input_blocks.3." for SD1/SD2; SDXL's are written without the final dot)."""
+    end = "." if dotted else ""
+    return (["time_embed.", "label_emb."] + [f"input_blocks.{i}{end}" for i in range(blocks)]
+            + [f"middle_block.{i}{end}" for i in range(3)] + [f"output_blocks.{i}{end}" for i in range(blocks)]
+            + ["out."])
+
+
+def _model_specific(type_id: str, family: str, names: list[str]):
+    """A ModelMergeBlocks with one ratio per block of ``family``'s U-Net (ComfyUI's model-specific merges)."""
+
+    def merge(model1: Any, model2: Any, ctx: RunContext, **ratios: float) -> Any:
+        from nodes.sd.merging import block_ratio, merge_models
+
+        ordered = {name: float(ratios[name]) for name in names}  # the first is the default, as in ComfyUI
+
+        def factors(key: str) -> tuple[float, float]:
+            ratio = block_ratio(key, ordered)
+            return 1.0 - ratio, ratio
+
+        return merge_models(model1, model2, factors, f"node {ctx.node_id} ({type_id})", ctx.log)
+
+    merge.__doc__ = (f"Blend two {family} diffusion models with a ratio per U-Net block: the time and class "
+                     "embeddings, each input block, the middle block's three parts, each output block and the "
+                     "output layers (1: model1's weights, 0: model2's). A weight takes the ratio of the longest "
+                     "name it starts with, as in ComfyUI.")
+    return node(type_id, category=CATEGORY + "/model_specific", inputs={"model1": "MODEL", "model2": "MODEL"},
+                params=[_ratio(name, name.rstrip(".")) for name in names], outputs={"MODEL": "MODEL"})(merge)
+
+
+model_merge_sd1 = _model_specific("ModelMergeSD1", "SD1", _block_names(12, True))
+model_merge_sd2 = _model_specific("ModelMergeSD2", "SD2", _block_names(12, True))
+model_merge_sdxl = _model_specific("ModelMergeSDXL", "SDXL", _block_names(9, False))
+
 NODES = [model_merge_simple, model_merge_blocks, model_merge_subtract, model_merge_add, clip_merge_simple,
-         clip_merge_subtract, clip_merge_add]
+         clip_merge_subtract, clip_merge_add, model_merge_sd1, model_merge_sd2, model_merge_sdxl]

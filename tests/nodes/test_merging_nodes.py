@@ -119,3 +119,35 @@ def test_clip_merges_follow_the_same_arithmetic_per_encoder(pair, ctx):
     before = c1.encode("a red fox")[0]
     assert (simple.encode("a red fox")[0] - before).abs().max() > 1e-3
     torch.testing.assert_close(c1.encode("a red fox")[0], before, rtol=0, atol=0)
+
+
+def test_model_merge_sd1_runs_in_a_graph_with_one_ratio_per_block_and_is_cached(session, out_dir):
+    from nodegraph import Graph
+
+    graph = Graph()
+    graph.add_node("CheckpointLoaderSimple", {"ckpt_name": "sd1.safetensors"}, id="1")
+    ratios = {"time_embed.": 0.3, "input_blocks.1.": 0.6, "out.": 0.0}
+    graph.add_node("ModelMergeSD1", ratios, id="3")
+    graph.connect("1", "MODEL", "3", "model1")
+    graph.connect("1", "MODEL", "3", "model2")  # the model with itself: every weight stays as it is
+    graph.add_node("CheckpointSave", {"filename_prefix": "checkpoints/merged"}, id="4")
+    graph.connect("3", "MODEL", "4", "model")
+    graph.connect("1", "CLIP", "4", "clip")
+    graph.connect("1", "VAE", "4", "vae")
+    result = session.run(graph, outputs=["3", "4"])
+    merged = result.output("3")
+    spec = session.registry.get("ModelMergeSD1")
+    assert [p.name for p in spec.params][:3] == ["time_embed.", "label_emb.", "input_blocks.0."]
+    ratio = {p.key: p.strength_model for p in merged.patches.weights}
+    def of(prefix):
+        found = {v for k, v in ratio.items() if k.startswith(prefix)}
+        assert found, prefix
+        return found
+
+    assert of("time_embed.") == {0.3} and of("input_blocks.1.") == {0.6} and of("out.") == {0.0}
+    assert of("input_blocks.0.") == of("input_blocks.2.") == of("middle_block.") == {1.0}
+    assert ratio["output_blocks.0.0.in_layers.2.weight"] == 1.0  # "output_blocks.0." is longer than "out."
+    assert sorted(p.name for p in (out_dir / "checkpoints").iterdir()) == ["merged_00001_.safetensors"]
+    again = session.run(graph, outputs=["3", "4"])
+    assert "3" not in again.stats.executed and "4" not in again.stats.executed  # cached: nothing rewritten
+    assert sorted(p.name for p in (out_dir / "checkpoints").iterdir()) == ["merged_00001_.safetensors"]
