@@ -162,3 +162,48 @@ def test_lora_save_then_load_lora_gives_back_the_difference_within_the_rank_boun
     if rank == 64:  # at or above the cap of nearly every weight (tiny model: ≤ 64 channels): little is lost
         total = sum(e * e for e in errors.values()) ** 0.5 / sum(float(v.norm()) ** 2 for v in want.values()) ** 0.5
         assert total < 0.3
+
+
+def test_a_text_encoder_difference_round_trips_through_lora_save_within_the_rank_bound(setup):
+    from nodes.merging import clip_merge_subtract
+    from nodes.saving import lora_save
+    from nodes.sd.lora import text_targets
+    from nodes.sd.merging import weights_in_use
+
+    ctx, a, b = setup
+    diff = clip_merge_subtract(clip1=b.text_encoder, clip2=a.text_encoder, multiplier=0.2, ctx=ctx)
+    lora_save(filename_prefix="loras/text", rank=8, lora_type="standard", bias_diff=True, ctx=ctx,
+              text_encoder_diff=diff)
+    ctx.options.models_dirs = (ctx.options.output_dir, *ctx.options.models_dirs)
+    _, back = lora_loader(model=a.model, clip=a.text_encoder, lora_name="text_00001_.safetensors",
+                          strength_model=0.0, strength_clip=1.0, ctx=ctx)
+
+    def weights(clip):
+        with weights_in_use(clip):
+            return {k: v.detach().clone() for k, v in clip.models["l"].named_parameters()}
+
+    base, want, got = weights(a.text_encoder), weights(diff), weights(back)
+    layers = {t.param for t in text_targets(a.text_encoder.models["l"], "lora_te_").values()}
+    assert layers and ctx.ui["lora"]["applied"] == ctx.ui["lora"]["layers"] > 0
+    for key in layers:
+        assert float((got[key] - base[key] - want[key]).norm()) <= rank_r_bound(want[key], 8), key
+    untouched = [k for k in base if k not in layers and not k.endswith(".bias")]
+    assert untouched and all(torch.equal(got[k], base[k]) for k in untouched)  # embeddings, norms: not stored
+
+
+@pytest.mark.parametrize("family", ["sd2", "sdxl"])
+def test_a_saved_checkpoint_of_each_family_loads_back_to_the_same_weights(tmp_path, family):
+    (tmp_path / "checkpoints").mkdir()
+    loaded = load_checkpoint(write_random_checkpoint(tmp_path / "checkpoints" / "m.safetensors", family, seed=4,
+                                                     prediction="v" if family == "sd2" else "eps"))
+    ctx = Ctx(tmp_path)
+    checkpoint_save(model=loaded.model, clip=loaded.text_encoder, vae=loaded.vae, filename_prefix="m", ctx=ctx)
+    back = load_checkpoint(ctx.ui["files"][0])
+    assert (back.family, back.prediction) == (family, loaded.prediction)
+    for mine, theirs in ((loaded.unet, back.unet), (loaded.vae.model, back.vae.model),
+                         *((loaded.text_encoder.models[s], back.text_encoder.models[s]) for s in loaded.text_encoder.models)):
+        want = mine.state_dict()
+        assert all(torch.equal(v, want[k]) for k, v in theirs.state_dict().items())
+    with safe_open(ctx.ui["files"][0], "pt") as f:
+        arch = f.metadata()["modelspec.architecture"]
+    assert arch == {"sd2": "stable-diffusion-v2-768-v", "sdxl": "stable-diffusion-xl-v1-base"}[family]
