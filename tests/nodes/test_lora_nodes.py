@@ -143,3 +143,26 @@ def test_two_loras_stack_as_their_patches_in_order(load, ctx, tmp_path):
     torch.testing.assert_close(weight_in_use(both, name) - base,
                                (weight_in_use(first, name) - base) + (weight_in_use(second, name) - base),
                                rtol=1e-5, atol=1e-6)
+
+
+def test_on_sdxl_the_patches_give_the_weights_of_the_merged_copy_including_openclip_qkv_thirds(load, ctx, tmp_path):
+    """The patch path (Load LoRA) against the merged-copy path (nodes/sd/lora/apply.py, held to
+    transformers/diffusers in tests/sd/test_lora.py), on SDXL's CLIP-L and OpenCLIP-G (whose q/k/v
+    LoRA layers land on thirds of one in_proj weight). Same float32 sums in another order: 1e-6."""
+    from nodes.sd.lora import apply_to_model, apply_to_text_encoder, read_lora
+    from nodes.sd.merging import weights_in_use
+
+    path = write_random_lora(tmp_path / "loras" / "xl.safetensors", "sdxl", seed=4, scale=0.3)
+    model, clip, _ = load("sdxl")
+    patched, patched_clip = lora_loader(model=model, clip=clip, lora_name="xl.safetensors", strength_model=0.6,
+                                        strength_clip=0.9, ctx=ctx)
+    lora = read_lora(path)
+    copy_model, _ = apply_to_model(model, lora, 0.6, path)
+    copy_clip, _ = apply_to_text_encoder(clip, lora, 0.9, path)
+    with weights_in_use(patched, patched_clip):
+        for mine, theirs in ((patched.unet, copy_model.unet), *((patched_clip.models[s], copy_clip.models[s])
+                                                                 for s in ("l", "g"))):
+            want = dict(theirs.named_parameters())
+            for key, value in mine.named_parameters():
+                torch.testing.assert_close(value, want[key], rtol=0, atol=1e-6, msg=key)
+    assert any(p.rows for p in patched_clip.weight_patches)
