@@ -33,6 +33,8 @@ MODULES: tuple[str, ...] = (
     "animation",
     "upscale",
     "controlnet",
+    "merging",
+    "saving",
     "notes",
     "primitives",
 )

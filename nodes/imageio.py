@@ -35,6 +35,8 @@ from nodegraph.fileio import fsync_dir, give_usual_mode, writing
 from nodegraph.format import read_image_chunks
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import torch
 
 GRAPH_CHUNK = "nodegraph"
@@ -322,8 +324,26 @@ def save_new_png(image: Image.Image, folder: Path, stem: str, counter: int = 1,
     return path
 
 
-def _write_new_file(folder: Path, stem: str, counter: int, data: bytes, suffix: str = ".png") -> tuple[Path, int]:
+def save_new_file(out_dir: str | os.PathLike[str], prefix: str, suffix: str,
+                  write: "Callable[[Path], None]") -> Path:
+    """Write a new output file ``<prefix>_<counter:05d>_<suffix>`` under ``out_dir`` (SaveImage's naming
+    and rules: sub-folders allowed, never outside ``out_dir``, never over an existing file, atomic):
+    ``write(path)`` writes the content into a temporary path, which then takes the final name."""
+    if not isinstance(prefix, str):
+        raise UnsafePathError(f"filename_prefix must be text, not {type(prefix).__name__}. {_PREFIX_RULES}")
+    subfolders, stem = split_prefix(prefix)
+    out_dir = Path(out_dir)
+    with writing(out_dir, "use the output folder"):
+        out_dir.mkdir(parents=True, exist_ok=True)
+    folder = _resolve_output_folder(out_dir, subfolders, prefix)
+    path, _ = _write_new_file(folder, stem, _next_counter(folder, stem), write, suffix)
+    return path
+
+
+def _write_new_file(folder: Path, stem: str, counter: int, data: "bytes | Callable[[Path], None]",
+                    suffix: str = ".png") -> tuple[Path, int]:
     """Write ``data`` atomically to the first free ``<stem>_<counter>_<suffix>``; return (path, counter).
+    ``data`` is the bytes, or a function writing the content into the (temporary) path it is given.
     An OS failure (full disk, read-only folder, …) is a WriteError naming the file; nothing is left."""
     tmp: Path | None = None
     try:
@@ -331,9 +351,12 @@ def _write_new_file(folder: Path, stem: str, counter: int, data: bytes, suffix: 
             fd, tmp_name = tempfile.mkstemp(prefix=".nodegraph-", suffix=".tmp", dir=folder)
             tmp = Path(tmp_name)
             give_usual_mode(fd)  # mkstemp makes the file private (0600); outputs get the usual mode
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
+            with os.fdopen(fd, "r+b") as f:
+                if callable(data):
+                    data(tmp)
+                else:
+                    f.write(data)
+                    f.flush()
                 os.fsync(f.fileno())
             while True:
                 final = folder / f"{stem}_{counter:05d}_{suffix}"

@@ -104,10 +104,10 @@ def _apply_lora(model: Any, clip: Any, lora_name: str, strength_model: float, st
                                     "not read")
     applied: list[str] = []
     if model is not None and strength_model != 0:
-        model, done = lora_module.apply_to_model(model, lora, strength_model, path)
+        model, done = lora_module.model_with_lora(model, lora, strength_model, path)
         applied += done
     if clip is not None and strength_clip != 0:
-        clip, done = lora_module.apply_to_text_encoder(clip, lora, strength_clip, path)
+        clip, done = lora_module.text_encoder_with_lora(clip, lora, strength_clip, path)
         applied += done
     wanted = {n for n in layers if (strength_model != 0 and n.startswith("lora_unet_"))
               or (strength_clip != 0 and clip is not None and n.startswith("lora_te"))}
@@ -133,9 +133,12 @@ def lora_loader(model: Any, clip: Any, lora_name: str, strength_model: float, st
     """Apply a LoRA (.safetensors) to a diffusion model and its text encoder.
 
     Reads kohya/A1111 LoRAs and LyCORIS files (LoCon, LoHa, LoKr, (IA)³, DoRA, full difference) as
-    well as LoRAs saved by diffusers or PEFT (alpha from the file's metadata). The outputs are copies: the loaded checkpoint stays as it is for every other node using it, and
-    only the weights the LoRA changes take extra memory. Layers that do not fit the model are
-    reported in the log; a LoRA none of whose layers fit (made for another family) is an error.
+    well as LoRAs saved by diffusers or PEFT (alpha from the file's metadata) and LoRAs extracted by
+    ComfyUI's or NodeGraph's Extract and Save Lora. Nothing is copied: the outputs share the loaded
+    weights and carry the LoRA as patches, applied while they sample or encode and undone after, so
+    the loaded checkpoint stays as it is for every other node using it and LoRAs stack for free.
+    Layers that do not fit the model are reported in the log; a LoRA none of whose layers fit (made
+    for another family) is an error.
     """
     return _apply_lora(model, clip, lora_name, strength_model, strength_clip, ctx)
 

@@ -69,6 +69,9 @@ class WeightPatch:
             (float32) returning one, or None for no added term. Computed at use time, in float32.
         strength: the delta's factor; strength_model: the weight's own factor (ComfyUI's names).
         rows: only rows [start, stop) of the weight (e.g. the q third of a fused qkv projection).
+        direct: optional fast path, ``direct(weight) -> new weight`` in the weight's own dtype, equal to
+            `apply` up to rounding (e.g. a LoRA's chunked low-rank update, with no full-size float32
+            temporaries); used when the patch is the only one of its weight and covers all its rows.
     """
 
     module: str
@@ -77,6 +80,7 @@ class WeightPatch:
     strength: float = 1.0
     strength_model: float = 1.0
     rows: tuple[int, int] | None = None
+    direct: Callable[[torch.Tensor], torch.Tensor] | None = None
 
     def apply(self, weight: torch.Tensor) -> torch.Tensor:
         """The new value of ``weight`` (float32, the rows this patch covers)."""
@@ -136,6 +140,9 @@ def weights_applied(modules: Mapping[str, nn.Module], patches: Sequence[WeightPa
                 for group in grouped.values():
                     param = _parameter(modules, group[0])
                     backups.append((param, param.detach().clone()))
+                    if len(group) == 1 and group[0].direct is not None and group[0].rows is None:
+                        param.copy_(group[0].direct(param.detach()))
+                        continue
                     new = param.detach().float()
                     new = new.clone() if new.data_ptr() == param.data_ptr() else new
                     for patch in group:

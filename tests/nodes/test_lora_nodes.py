@@ -1,5 +1,6 @@
-"""LoraLoader / LoraLoaderModelOnly on the tiny checkpoints: copies that carry the LoRA, the loaded
-model left as it was, and clear errors for a LoRA of another family."""
+"""LoraLoader / LoraLoaderModelOnly on the tiny checkpoints: values sharing the loaded weights that
+carry the LoRA as weight patches (applied while the value runs), the loaded model left as it was,
+and clear errors for a LoRA of another family."""
 from __future__ import annotations
 
 import pytest
@@ -25,11 +26,16 @@ def unet_out(model) -> torch.Tensor:
     cfg = model.unet.config
     x = torch.randn(1, 4, 8, 8, generator=g)
     context = torch.randn(1, 77, cfg.context_dim, generator=g)
-    with torch.no_grad():
+    with torch.no_grad(), model.in_use():  # as a sampler runs it: its weight patches applied
         return model.apply_model(x, torch.tensor([5.0]), context)
 
 
-def test_lora_loader_returns_patched_copies_and_leaves_the_loaded_model_alone(load, ctx):
+def weight_in_use(model, name: str) -> torch.Tensor:
+    with model.in_use():
+        return model.unet.get_parameter(name).detach().clone()
+
+
+def test_lora_loader_returns_patched_values_and_leaves_the_loaded_model_alone(load, ctx):
     model, clip, _ = load("sd1")
     before_unet = {k: v.clone() for k, v in model.unet.state_dict().items()}
     before_out, before_text = unet_out(model), clip.encode("a red fox")[0]
@@ -54,9 +60,9 @@ def test_strength_scales_the_change_and_zero_is_the_model_itself(load, ctx):
     half = lora_loader(model=model, clip=clip, lora_name="style.safetensors", strength_model=0.5, strength_clip=0.0,
                        ctx=ctx)[0]
     name = "input_blocks.0.0.weight"
-    base = dict(model.unet.named_parameters())[name]
-    torch.testing.assert_close(dict(half.unet.named_parameters())[name] - base,
-                               (dict(one.unet.named_parameters())[name] - base) / 2, rtol=1e-4, atol=1e-6)
+    base = weight_in_use(model, name)
+    torch.testing.assert_close(weight_in_use(half, name) - base, (weight_in_use(one, name) - base) / 2,
+                               rtol=1e-4, atol=1e-6)
 
 
 def test_model_only_leaves_the_text_encoder_layers_out(load, ctx):
@@ -113,12 +119,50 @@ def test_layers_that_fit_nothing_are_named_in_the_log_and_the_rest_applies(load,
     assert "1 of the LoRA's" in caplog.text and "lora_unet_no_such_block" in caplog.text
 
 
-def test_moving_the_lora_copy_never_moves_the_loaded_models_weights(load, ctx):
-    """Module.to swaps each Parameter's data in place: a copy sharing Parameter objects would drag the
-    loaded model along (and a memory manager offloading one would break the other)."""
+def test_the_lora_value_shares_the_loaded_weights_and_copies_nothing(load, ctx):
     model, clip, _ = load("sd1")
-    patched, _ = lora_loader(model=model, clip=clip, lora_name="style.safetensors", strength_model=1.0,
-                             strength_clip=0.0, ctx=ctx)
-    patched.unet.to(torch.float64)  # stands in for a device move, which this machine cannot do
-    assert {p.dtype for p in model.unet.parameters()} == {torch.float32}
-    assert {p.dtype for p in patched.unet.parameters()} == {torch.float64}
+    patched, patched_clip = lora_loader(model=model, clip=clip, lora_name="style.safetensors", strength_model=1.0,
+                                        strength_clip=1.0, ctx=ctx)
+    assert patched.unet is model.unet and patched_clip.models == clip.models
+    assert len(patched.patches.weights) == ctx.ui["lora"]["layers"] - len(patched_clip.weight_patches) > 0
+
+
+def test_two_loras_stack_as_their_patches_in_order(load, ctx, tmp_path):
+    write_random_lora(tmp_path / "loras" / "second.safetensors", "sd1", seed=2, scale=0.3)
+    model, clip, _ = load("sd1")
+    first = lora_loader_model_only(model=model, lora_name="style.safetensors", strength_model=0.7, ctx=ctx)
+    both = lora_loader_model_only(model=first, lora_name="second.safetensors", strength_model=0.4, ctx=ctx)
+    second = lora_loader_model_only(model=model, lora_name="second.safetensors", strength_model=0.4, ctx=ctx)
+    def keys(m):
+        return [(p.module, p.key, p.strength) for p in m.patches.weights]
+
+    assert keys(both) == keys(first) + keys(second)
+    name = "input_blocks.0.0.weight"
+    base = weight_in_use(model, name)
+    # additive LoRAs: the deltas add up (float32 sums in another order: a few ulps of the weight)
+    torch.testing.assert_close(weight_in_use(both, name) - base,
+                               (weight_in_use(first, name) - base) + (weight_in_use(second, name) - base),
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_on_sdxl_the_patches_give_the_weights_of_the_merged_copy_including_openclip_qkv_thirds(load, ctx, tmp_path):
+    """The patch path (Load LoRA) against the merged-copy path (nodes/sd/lora/apply.py, held to
+    transformers/diffusers in tests/sd/test_lora.py), on SDXL's CLIP-L and OpenCLIP-G (whose q/k/v
+    LoRA layers land on thirds of one in_proj weight). Same float32 sums in another order: 1e-6."""
+    from nodes.sd.lora import apply_to_model, apply_to_text_encoder, read_lora
+    from nodes.sd.merging import weights_in_use
+
+    path = write_random_lora(tmp_path / "loras" / "xl.safetensors", "sdxl", seed=4, scale=0.3)
+    model, clip, _ = load("sdxl")
+    patched, patched_clip = lora_loader(model=model, clip=clip, lora_name="xl.safetensors", strength_model=0.6,
+                                        strength_clip=0.9, ctx=ctx)
+    lora = read_lora(path)
+    copy_model, _ = apply_to_model(model, lora, 0.6, path)
+    copy_clip, _ = apply_to_text_encoder(clip, lora, 0.9, path)
+    with weights_in_use(patched, patched_clip):
+        for mine, theirs in ((patched.unet, copy_model.unet), *((patched_clip.models[s], copy_clip.models[s])
+                                                                 for s in ("l", "g"))):
+            want = dict(theirs.named_parameters())
+            for key, value in mine.named_parameters():
+                torch.testing.assert_close(value, want[key], rtol=0, atol=1e-6, msg=key)
+    assert any(p.rows for p in patched_clip.weight_patches)

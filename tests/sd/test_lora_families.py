@@ -202,3 +202,26 @@ def test_low_precision_weights_get_the_float32_sum_rounded_once(dtype):
     assert got.dtype == dtype
     ulp = torch.finfo(dtype).eps * want.float().abs().clamp_min(1e-3)
     assert ((got.float() - want.float()).abs() <= ulp).all()
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+@torch.no_grad()
+def test_lycoris_file_as_weight_patches_equals_diffusers_running_the_lycoris_network(case):
+    """What Load LoRA returns: the shared U-Net carrying the file as weight patches, applied while in use
+    (same weights as the merged copy up to the rounding of another summation order: 1e-4 as above)."""
+    from nodes.sd.lora import model_with_lora
+
+    unet = random_unet(tiny_config("sd1"), seed=25)
+    before = {k: v.clone() for k, v in unet.state_dict().items()}
+    ref = diffusers_twin(unet)
+    network, tensors = lycoris_file(ref, case, seed=26)
+    strength = 1.0 if "dora" in case else 0.7  # LyCORIS's DoRA means another thing at other strengths
+    network.set_multiplier(strength)
+    model = DiffusionModel.for_family(unet, "sd1")
+    patched, applied = model_with_lora(model, tensors, strength, PATH)
+    assert patched.unet is unet and len(applied) == len(network.loras)
+    x, t, context = inputs(unet.config)
+    with patched.in_use():
+        ours = unet(x, t, context)
+    assert rel_err(ours, ref(x, t, encoder_hidden_states=context).sample) <= 1e-4
+    assert all(torch.equal(before[k], v) for k, v in unet.state_dict().items())  # restored bit for bit

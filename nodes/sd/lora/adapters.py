@@ -89,7 +89,9 @@ def parse_layers(lora: dict[str, torch.Tensor]) -> tuple[dict[str, LayerPatch], 
         if unknown:
             other.setdefault("/".join(unknown), []).append(layer)
             continue
-        families = {SUFFIXES[s] for s in tensors if SUFFIXES.get(s)}
+        # a diff_b beside another family's weights changes the bias alone (as ComfyUI's extractor writes it)
+        families = {SUFFIXES[s] for s in tensors if SUFFIXES.get(s) and s != "diff_b"} or (
+            {"diff"} if "diff_b" in tensors else set())
         if not families:
             continue
         if len(families) > 1:
@@ -184,7 +186,8 @@ def patched_weight(p: LayerPatch, weight: torch.Tensor, strength: float, path: o
 
 def is_plain_lora(p: LayerPatch) -> bool:
     """A layer that is up @ down alone (no Tucker core, no DoRA): :func:`low_rank_update` applies it."""
-    return p.family == "lora" and "lora_mid.weight" not in p.tensors and "dora_scale" not in p.tensors
+    return (p.family == "lora" and "lora_mid.weight" not in p.tensors and "dora_scale" not in p.tensors
+            and "diff_b" not in p.tensors)
 
 
 def _low_rank_factors(p: LayerPatch, weight: torch.Tensor, strength: float, path: object):

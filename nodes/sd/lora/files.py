@@ -1,7 +1,8 @@
 """Reading LoRA files: their tensors under kohya names, with PEFT's alpha taken from the metadata.
 
 Files trained with diffusers or PEFT (``unet.<path>.lora.down.weight``, ``lora_A``/``lora_B``,
-``text_encoder``/``text_encoder_2``) are renamed to kohya names on reading (:func:`kohya_names`).
+``text_encoder``/``text_encoder_2``) and ComfyUI's own (``diffusion_model.<path>.lora_up.weight``, as
+its LoRA extractor writes them) are renamed to kohya names on reading (:func:`kohya_names`).
 PEFT stores no ``alpha`` tensors: diffusers writes the adapter's ``LoraConfig`` as JSON under the
 safetensors metadata key ``lora_adapter_metadata`` (``lora_alpha``, ``alpha_pattern``,
 ``use_rslora``; per component as ``unet.lora_alpha``, … when a pipeline saved it), and PEFT scales
@@ -55,6 +56,8 @@ def kohya_names(lora: dict[str, torch.Tensor], metadata: dict[str, str] | None =
     out: dict[str, torch.Tensor] = {}
     peft_layers: dict[str, tuple[str, str, int]] = {}
     for key, value in lora.items():
+        if key.startswith(_COMFY_UNET):
+            key = _comfy_unet_name(key)
         match = _DIFFUSERS_KEY.fullmatch(key)
         alpha = None if match else _DIFFUSERS_ALPHA.fullmatch(key)
         found = match or alpha
@@ -76,6 +79,21 @@ def kohya_names(lora: dict[str, torch.Tensor], metadata: dict[str, str] | None =
         if config is not None and f"{name}.alpha" not in out:
             out[f"{name}.alpha"] = torch.tensor(_peft_alpha(config, path, rank))
     return out
+
+
+_COMFY_UNET = "diffusion_model."
+
+
+def _comfy_unet_name(key: str) -> str:
+    """ComfyUI's own LoRA names (``diffusion_model.<LDM module path>.<suffix>``, as its LoRA extractor
+    writes them) → the kohya name of the same LDM path (``lora_unet_<path with _>.<suffix>``)."""
+    from .adapters import SUFFIXES
+
+    for suffix in sorted(SUFFIXES, key=len, reverse=True):
+        if key.endswith("." + suffix):
+            module = key[len(_COMFY_UNET): -len(suffix) - 1]
+            return f"lora_unet_{module.replace('.', '_')}.{suffix}"
+    return key
 
 
 def _peft_configs(metadata: dict[str, str]) -> dict[str, dict]:
