@@ -7,16 +7,21 @@ Writes ``demo-shapes.safetensors`` (checkpoints) and ``demo-shapes-2x.safetensor
 under ``--out-dir`` (default: the package's ``nodes/models``; with ``--smoke``: ``<work dir>/models``).
 The world it learns is ``tools/demo_data.py``: one coloured shape on a background of another colour, 64×64.
 
-How long: the shipped files' run and its stage times are in ``nodes/models/README.md``. It was
-trained on the 2-core development machine, which is shared. On such a machine ``--threads 1``
-is the faster choice: two threads per process stall on each other when more processes run than
-there are cores (measured: a VAE training step 5.2 s with two threads vs 0.9 s with one).
-``--parallel`` runs stages 4–5 in a second process beside stage 3, so both cores work.
+How long: the shipped run took 113 minutes of wall time on the shared 2-core development machine
+(``--threads 1 --parallel``, under a varying load from other work); ``nodes/models/README.md`` has
+the run and its stage times. On such a machine ``--threads 1`` is the faster choice: two threads
+per process stall on each other when more processes run than there are cores (measured: a VAE
+training step 5.2 s with two threads vs 0.9 s with one). ``--parallel`` runs stages 4–5 in a second
+process beside stage 3, so both cores work.
 
-``--smoke`` trains every stage for a few steps on a few images (``SMOKE``), from scratch, in about
-20–40 s of wall time (plus ~5 s to start Python and torch): the files it writes have the shipped
-layout and sizes, load with NodeGraph's loaders and run the demo graph, but draw nothing meaningful.
-The test suite runs it (``tests/demo/test_train_smoke.py``).
+``--smoke`` trains every stage for a few steps on a few images (``SMOKE``), from scratch, and writes
+to ``<work dir>/models``: about 14 s of CPU time with Python's and torch's start (measured: 42 s of
+wall time at ``nice -n 10`` on the 2-core development machine while six other processes kept both
+cores busy). The files it writes have the shipped layout and sizes, load with NodeGraph's loaders
+and run the demo graph, but draw nothing meaningful. The test suite runs it
+(``tests/demo/test_train_smoke.py``). ``--scale`` multiplies the step counts and image sets but keeps
+the batch sizes: it is for trying a change at a smaller size, not a smoke test (before ``--smoke``
+existed, ``--scale 0.01`` took over 300 s).
 
 Stages, each resumable (training state is saved to ``--work-dir`` every minute and at the end of a
 stage; re-running the command continues where it stopped; ``--fresh`` starts over):
