@@ -13,8 +13,9 @@ image its own seed, the four phrasings, held-out and trained combinations) throu
 upscaler, checked for anything besides the one shape (``shape_analyser.stray_marks``); and the
 VAE's round trip, corner by corner, where the previous model drew its marks.
 
-Runtime: ~30 s of CPU time for the whole file (load the model, 3 × 192 + 144 images), measured
-on the 2-core development machine.
+Runtime: about 75 s of CPU time for the whole file (load the model, 3 × 192 + 144 images),
+measured on the 2-core development machine (3.6 min of wall time at ``nice -n 10`` while other
+processes kept both cores busy).
 """
 from __future__ import annotations
 
