@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from shape_analyser import analyse, demo_data, largest_region
+from shape_analyser import analyse, demo_data, largest_region, stray_marks
 
 
 def test_reads_every_combination_of_a_rendered_scene_at_both_sizes():
@@ -48,3 +48,46 @@ def test_largest_region_keeps_only_the_biggest_4_connected_blob():
     mask[3:6, 3:6] = True  # 9 pixels
     mask[2, 2] = True  # touches both only diagonally
     assert largest_region(mask).sum() == 9
+
+
+def test_clean_renders_have_no_stray_marks_at_both_sizes():
+    scenes = list(demo_data.scenes(seed=6, count=120, combinations=demo_data.all_combinations()))
+    for size in (64, 128):
+        for scene in scenes:
+            assert stray_marks(demo_data.render(scene, size)) == [], (scene, size)
+
+
+def blotched(size: int, y: int, x: int, side: int, colour=(40, 170, 60)) -> np.ndarray:
+    """A white square on black at the top left with a ``side``×``side`` block of ``colour`` at (y, x)."""
+    scene = demo_data.Scene("white", "square", "black", x=0.1, y=0.1, side=0.4)
+    image = demo_data.render(scene, size).copy()
+    image[y:y + side, x:x + side] = colour
+    return image
+
+
+def test_a_4x4_block_away_from_the_shape_is_a_stray_mark_of_16_pixels():
+    assert stray_marks(blotched(128, 110, 112, 4)) == [16]
+
+
+def test_a_3x3_block_is_too_small_to_count():
+    assert stray_marks(blotched(128, 110, 112, 3)) == []
+
+
+def test_a_block_within_a_small_colour_distance_of_the_background_does_not_count():
+    near_black = tuple(c + 15 for c in demo_data.PALETTE["black"])  # 26 from black in RGB distance
+    assert stray_marks(blotched(128, 100, 100, 8, colour=near_black)) == []
+
+
+def test_a_mark_beside_the_shape_counts_beyond_the_shapes_edge_margin():
+    # the square spans 13..63 at 128×128; a block from 66 lies 3 pixels off its edge
+    marks = stray_marks(blotched(128, 30, 66, 8))
+    assert len(marks) == 1 and 8 <= marks[0] <= 64, marks
+
+
+def test_a_second_piece_of_the_shapes_colour_is_a_stray_mark():
+    assert stray_marks(blotched(128, 100, 100, 10, colour=demo_data.PALETTE["white"])) == [100]
+
+
+def test_stray_mark_sizes_scale_with_the_image_side():
+    assert stray_marks(blotched(64, 55, 56, 2)) == [4]  # a 4×4 block at 128×128
+    assert stray_marks(blotched(64, 55, 56, 1)) == []

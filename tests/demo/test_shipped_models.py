@@ -47,3 +47,13 @@ def test_the_packaged_models_folder_lists_both_by_their_names():
     folders = ModelFolders(env={}, include_user_dirs=False)
     assert "demo-shapes.safetensors" in folders.list("checkpoints")
     assert "demo-shapes-2x.safetensors" in folders.list("upscale_models")
+
+
+def test_every_vae_group_norm_normalises_at_least_two_channels_per_group():
+    """With one channel per group a group norm removes each channel's spatial mean, so a flat colour
+    cannot pass it; the 32-channel VAE learnt to carry colour in a mark at the bottom-right corner."""
+    from nodes.sd.checkpoint import load_checkpoint
+    from nodes.sd.vae import GroupNorm
+
+    norms = [m for m in load_checkpoint(CHECKPOINT).vae.model.modules() if isinstance(m, GroupNorm)]
+    assert norms and min(m.num_channels // m.num_groups for m in norms) >= 2
