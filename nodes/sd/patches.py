@@ -31,8 +31,9 @@ Guidance hooks — each receives a `GuidanceStep`:
 Sampling hooks:
     denoise_mask_function               (sigma, mask, run) -> the inpainting mask for this step
     model sampling                      `DiffusionModel.with_model_sampling` (an object patch)
-Weight patches — `WeightPatch`: a weight becomes strength_model·W + strength·delta(W), applied in
-place onto the shared module while a sampler (or text encoder) runs, then restored bit for bit.
+Weight patches — `WeightPatch`: a weight becomes strength_model·W + strength·delta(W), swapped into
+the shared module while a sampler (or text encoder) runs, then swapped back (the shared weights are
+never written); the patched weights of the last patch set are kept for the next run.
 
 Per-run state: a `SamplingRun` lives for one sampling loop; hooks keep their state in
 `run.scratch(self)` (so a cached patched model carries none between runs) and draw random numbers
@@ -117,13 +118,70 @@ def _parameter(modules: Mapping[str, nn.Module], patch: WeightPatch) -> torch.Te
                          "made for another model") from None
 
 
+class _Patched:
+    """A parameter's patched weight: the patches that made it and the parameter (both weakly: the entry
+    goes when either goes), the address of the weight they were applied to, and the result (of the
+    parameter's dtype and device)."""
+
+    def __init__(self, param: torch.Tensor, group: Sequence[WeightPatch], weight: torch.Tensor) -> None:
+        key = id(param)
+
+        def forget(_dead: object) -> None:
+            with _PATCHED_GUARD:
+                if _PATCHED.get(key) is self:
+                    del _PATCHED[key]
+
+        self.param = weakref.ref(param, forget)
+        self.patches = tuple(weakref.ref(p, forget) for p in group)
+        self.base = param.data_ptr()
+        self.weight = weight
+
+    def made_by(self, param: torch.Tensor, group: Sequence[WeightPatch]) -> bool:
+        return (self.param() is param and self.base == param.data_ptr() and self.weight.dtype == param.dtype
+                and self.weight.device == param.device and len(self.patches) == len(group)
+                and all(ref() is p for ref, p in zip(self.patches, group)))
+
+
+_PATCHED: dict[int, _Patched] = {}
+"""By the parameter's id, the weight its last patch set gave (kept while both live). Not a
+WeakKeyDictionary: its look-ups compare tensors with ==."""
+_PATCHED_GUARD = threading.RLock()  # re-entrant: a death may be noticed while it is held
+
+
+def _patched_weight(param: torch.Tensor, group: Sequence[WeightPatch]) -> torch.Tensor:
+    """The value ``param`` takes with ``group`` applied, as a new tensor of its dtype: computed once per
+    parameter and patch set (the patches are immutable and the parameter is always restored), so that a
+    model run again with the same LoRA or merge does not recompute its weights. Moving the model (another
+    device or dtype) gives its weights new storage, and the weight is computed again."""
+    with _PATCHED_GUARD:
+        known = _PATCHED.get(id(param))
+    if known is not None and known.made_by(param, group):
+        return known.weight
+    if len(group) == 1 and group[0].direct is not None and group[0].rows is None:
+        weight = group[0].direct(param.detach())
+    else:
+        weight = param.detach().float()
+        weight = weight.clone() if weight.data_ptr() == param.data_ptr() else weight
+        for patch in group:
+            rows = slice(*patch.rows) if patch.rows else slice(None)
+            weight[rows] = patch.apply(weight[rows])
+    weight = weight.to(param.dtype)
+    if weight.data_ptr() == param.data_ptr():
+        weight = weight.clone()
+    with _PATCHED_GUARD:
+        _PATCHED[id(param)] = _Patched(param, group, weight)  # one patch set per parameter: the last one used
+    return weight
+
+
 @contextmanager
 def weights_applied(modules: Mapping[str, nn.Module], patches: Sequence[WeightPatch]) -> Iterator[None]:
-    """Hold ``modules`` (their locks) with ``patches`` applied in place; restore every weight on exit.
+    """Hold ``modules`` (their locks) with ``patches`` applied; restore every weight on exit.
 
-    Patches of one weight apply in order. Only patched weights are backed up (a copy each, for the
-    time of use); the rest of the model is untouched. Always locks, so that an unpatched use of a
-    module waits for a patched one to restore it.
+    Patches of one weight apply in order. A patched parameter's tensor is swapped for the patched
+    weight for the time of use and swapped back after, so the shared weights themselves are never
+    written; the patched weight of the last patch set used is kept per parameter (the next run of the
+    same patched model reuses it). Always locks, so that an unpatched use of a module waits for a
+    patched one to restore it.
     """
     with ExitStack() as stack:
         for module in {id(m): m for m in modules.values()}.values():
@@ -134,26 +192,18 @@ def weights_applied(modules: Mapping[str, nn.Module], patches: Sequence[WeightPa
         grouped: dict[tuple[str, str], list[WeightPatch]] = {}
         for patch in patches:
             grouped.setdefault((patch.module, patch.key), []).append(patch)
-        backups: list[tuple[torch.Tensor, torch.Tensor]] = []
+        originals: list[tuple[torch.Tensor, torch.Tensor]] = []
         try:
             with torch.no_grad():
                 for group in grouped.values():
                     param = _parameter(modules, group[0])
-                    backups.append((param, param.detach().clone()))
-                    if len(group) == 1 and group[0].direct is not None and group[0].rows is None:
-                        param.copy_(group[0].direct(param.detach()))
-                        continue
-                    new = param.detach().float()
-                    new = new.clone() if new.data_ptr() == param.data_ptr() else new
-                    for patch in group:
-                        rows = slice(*patch.rows) if patch.rows else slice(None)
-                        new[rows] = patch.apply(new[rows])
-                    param.copy_(new)
+                    patched = _patched_weight(param, group)
+                    originals.append((param, param.data))
+                    param.data = patched
             yield
         finally:
-            with torch.no_grad():
-                for param, backup in reversed(backups):
-                    param.copy_(backup)
+            for param, original in reversed(originals):
+                param.data = original
 
 
 # -- the record of hooks ------------------------------------------------------------------------------

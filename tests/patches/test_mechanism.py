@@ -387,3 +387,30 @@ def test_a_control_lora_is_built_again_for_a_model_with_other_weight_patches(tmp
     fresh = build_control_lora(control.lora, model.unet, path).state_dict()
     assert all(torch.equal(v, fresh[k]) for k, v in control.controlnet_for(model).state_dict().items())
     assert all(torch.equal(v, expected_scaled[k]) for k, v in scaled_net.state_dict().items())
+
+
+def test_a_patched_weight_is_computed_once_per_patch_set_and_the_shared_weight_is_never_written():
+    module = torch.nn.Linear(4, 4)
+    storage, before = module.weight.data_ptr(), module.weight.detach().clone()
+    computed = []
+
+    def delta(weight):
+        computed.append(1)
+        return torch.ones_like(weight)
+
+    lora = [WeightPatch("m", "weight", delta, 1.0, 1.0)]
+    for _ in range(2):  # a second run of the same patched model reuses its patched weight
+        with weights_applied({"m": module}, lora):
+            torch.testing.assert_close(module.weight.detach(), before + 1, rtol=0, atol=0)
+        assert torch.equal(module.weight, before) and module.weight.data_ptr() == storage
+    assert len(computed) == 1
+    with weights_applied({"m": module}, [WeightPatch("m", "weight", delta, 2.0, 1.0)]):  # another patch set
+        torch.testing.assert_close(module.weight.detach(), before + 2, rtol=0, atol=0)
+    with weights_applied({"m": module}, lora):  # the last set is the one kept
+        torch.testing.assert_close(module.weight.detach(), before + 1, rtol=0, atol=0)
+    assert len(computed) == 3
+    module.double()  # a moved model: the patched weight follows the new weights
+    with weights_applied({"m": module}, lora):
+        assert module.weight.dtype == torch.float64
+        torch.testing.assert_close(module.weight.detach(), (before + 1).double(), rtol=0, atol=0)  # computed in float32
+    assert len(computed) == 4
