@@ -8,7 +8,7 @@ Nothing here imports torch or Qt. The names most code needs::
 from __future__ import annotations
 
 from .context import RunContext, RunOptions
-from .errors import (Absent, GraphLoadError, GraphValidationError, Interrupted, NodeError,
+from .errors import (Absent, GraphLoadError, GraphValidationError, InputError, Interrupted, NodeError,
                      NodeExecutionError, NodeGraphError, Problem, RegistryError, UnknownNodeType,
                      UsageError, WriteError)
 from .graph import Graph, Group, Link, Node
@@ -20,7 +20,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ANY", "Absent", "BUILTIN_PACK", "Boolean", "Combo", "Float", "Graph", "GraphLoadError",
-    "GraphValidationError", "Group", "InputSpec", "Int", "Interrupted", "Link", "Node",
+    "GraphValidationError", "Group", "InputError", "InputSpec", "Int", "Interrupted", "Link", "Node",
     "NodeError", "NodeExecutionError", "NodeGraphError", "NodeSpec", "OutputSpec", "ParamSpec",
     "Problem", "Registry", "RegistryError", "RunContext", "RunOptions", "SocketType", "String",
     "UnknownNodeType", "UsageError", "WriteError", "hookimpl", "node", "__version__",

@@ -106,6 +106,12 @@ class NodeError(NodeGraphError):
     """
 
 
+class InputError(NodeError, ValueError):
+    """A node's input or param cannot be used as given: a value of the wrong kind or shape, sizes that
+    do not fit together, an empty batch. The message names the input and says what to connect or set.
+    Also a ValueError, which is what such checks raised before."""
+
+
 class WriteError(NodeError):
     """Writing a file or making a folder failed (read-only folder, full disk, a name too long, a folder
     where a file should be, …). The message names the path, says why in plain words and what to do;

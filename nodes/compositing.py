@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from nodegraph import Boolean, Combo, Float, InputSpec, Int, node
+from nodegraph.errors import InputError
 
 from .values import broadcast_batch, check_image, check_latent, check_mask, check_same_channels, resize_mask
 
@@ -107,7 +108,7 @@ def porter_duff_image_composite(source: Any, source_alpha: Any, destination: Any
     src, dst = check_image(source, "source"), check_image(destination, "destination")
     src_mask, dst_mask = check_mask(source_alpha, "source_alpha"), check_mask(destination_alpha, "destination_alpha")
     if src.shape[-1] != dst.shape[-1]:
-        raise ValueError(f"source {tuple(src.shape)} and destination {tuple(dst.shape)} have {src.shape[-1]} and "
+        raise InputError(f"source {tuple(src.shape)} and destination {tuple(dst.shape)} have {src.shape[-1]} and "
                          f"{dst.shape[-1]} channels; both must have the same (e.g. RGB: use Split Image with Alpha)")
     batch = min(len(src), len(dst), len(src_mask), len(dst_mask))
     height, width = dst.shape[1:3]

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from nodegraph import Float, Int, RunContext, String, node
+from nodegraph.errors import InputError
 
 from .loaders import NO_CLIP
 from .runtime import model_folders, on_device
@@ -25,7 +26,7 @@ def _encode(clip: Any, ctx: RunContext, tokenize: Any) -> tuple[Any, Any]:
     from nodes.sd.embeddings import EmbeddingLibrary
 
     if clip is None:
-        raise ValueError(NO_CLIP)
+        raise InputError(NO_CLIP)
     library = EmbeddingLibrary(model_folders(ctx.options))
     with on_device(ctx.options, *clip.models.values()):
         context, pooled = clip.encode_tokens(tokenize(clip, library))
@@ -66,7 +67,7 @@ def _sdxl_tokens(clip: Any, library: Any, text_g: str, text_l: str) -> dict:
     """text_g's windows for OpenCLIP-G and text_l's for CLIP-L, the shorter padded with empty windows."""
     tokens = dict(clip.tokenize(text_g, embeddings=library))
     if set(tokens) != {"l", "g"}:
-        raise ValueError(f"CLIPTextEncodeSDXL needs the CLIP of an SDXL base checkpoint (text encoders l and g); "
+        raise InputError(f"CLIPTextEncodeSDXL needs the CLIP of an SDXL base checkpoint (text encoders l and g); "
                          f"this CLIP has {', '.join(sorted(tokens))}. Use CLIP Text Encode for it")
     g, l = list(tokens["g"]), list(clip.tokenize(text_l, embeddings=library)["l"])
     empty = clip.tokenize("")
@@ -119,7 +120,7 @@ def clip_text_encode_sdxl_refiner(clip: Any, ascore: float, width: int, height: 
 def check_conditioning(value: Any, name: str) -> list:
     """``value`` if it is a CONDITIONING value (a list of [tensor, options] pairs), else a ValueError."""
     if not isinstance(value, list) or not all(isinstance(e, (list, tuple)) and len(e) == 2 for e in value):
-        raise ValueError(f"{name} is not a CONDITIONING value (a list of [tensor, options] pairs); "
+        raise InputError(f"{name} is not a CONDITIONING value (a list of [tensor, options] pairs); "
                          "connect the output of CLIPTextEncode or another conditioning node")
     return value
 

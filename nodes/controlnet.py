@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from nodegraph import Combo, Float, InputSpec, RunContext, node
+from nodegraph.errors import InputError
 
 from .runtime import dtype_choice, find_model, manager, model_fingerprint, model_param
 
@@ -58,7 +59,7 @@ def diff_controlnet_loader(model: Any, control_net_name: str, ctx: RunContext) -
 
 def _hint(image: Any) -> Any:
     if image is None or getattr(image, "ndim", 0) != 4:
-        raise ValueError("image: expected an IMAGE [batch, height, width, channels] as the control hint")
+        raise InputError("image: expected an IMAGE [batch, height, width, channels] as the control hint")
     return image.movedim(-1, 1)
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from nodegraph import Boolean, Combo, Float, Int, RunContext, String, node
 from nodegraph.registry import InputSpec
+from nodegraph.errors import InputError
 
 from .runtime import on_device, step_reporter
 from .sampling import cfg_param, seed_param, steps_param
@@ -32,7 +33,7 @@ def check_sigmas(sigmas: Any, name: str = "sigmas") -> Any:
 
     if not isinstance(sigmas, torch.Tensor) or sigmas.ndim != 1:
         got = tuple(sigmas.shape) if isinstance(sigmas, torch.Tensor) else type(sigmas).__name__
-        raise ValueError(f"{name} must be a SIGMAS value (a 1-D list of noise levels), got {got}; connect a "
+        raise InputError(f"{name} must be a SIGMAS value (a 1-D list of noise levels), got {got}; connect a "
                          "scheduler node's output")
     return sigmas
 
@@ -241,7 +242,7 @@ def set_first_sigma(sigmas: Any, sigma: float) -> Any:
     """Replace the first sigma of a schedule (the noise level sampling starts from)."""
     sigmas = check_sigmas(sigmas)
     if len(sigmas) == 0:
-        raise ValueError("sigmas is empty: there is no first sigma to set")
+        raise InputError("sigmas is empty: there is no first sigma to set")
     out = sigmas.clone()
     out[0] = sigma
     return out

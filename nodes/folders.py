@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Mapping, Sequence
 
-from nodegraph.errors import NodeError
+from nodegraph.errors import InputError, NodeError
 
 APP_NAME = "NodeGraph"
 ENV_MODELS = "NODEGRAPH_MODELS"
@@ -342,7 +342,7 @@ class ModelFolders:
 
 def _check_category(category: str) -> None:
     if not category or "/" in category or "\\" in category or category in (".", ".."):
-        raise ValueError(f"model category {category!r} is not a folder name (e.g. 'checkpoints').")
+        raise InputError(f"model category {category!r} is not a folder name (e.g. 'checkpoints').")
 
 
 def _safe_relative_name(category: str, name: str) -> str | None:

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from nodegraph import Combo, Float, Int, RunContext, String, node
+from nodegraph.errors import InputError
 
 from .folders import APP_MODELS_DIR, ENV_TESTING
 from .latent import check_latent
@@ -48,9 +49,9 @@ def _check_image(image: Any, name: str = "image") -> Any:
 
     if not isinstance(image, torch.Tensor) or image.ndim != 4:
         got = tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
-        raise ValueError(f"{name} must be an IMAGE tensor [batch, height, width, channels], got {got}")
+        raise InputError(f"{name} must be an IMAGE tensor [batch, height, width, channels], got {got}")
     if image.shape[0] == 0:
-        raise ValueError(f"{name} is an empty batch (0 images)")
+        raise InputError(f"{name} is an empty batch (0 images)")
     return image
 
 
@@ -62,11 +63,11 @@ def _rgb_pixels(pixels: Any) -> Any:
     if channels == 1:
         pixels = pixels.expand(-1, -1, -1, 3)
     elif channels not in (3, 4):
-        raise ValueError(f"pixels have {channels} channels; the VAE encodes RGB images (3 channels, or 4 "
+        raise InputError(f"pixels have {channels} channels; the VAE encodes RGB images (3 channels, or 4 "
                          "with alpha, which is ignored). Convert the image to RGB first")
     h, w = pixels.shape[1] // 8 * 8, pixels.shape[2] // 8 * 8
     if h == 0 or w == 0:
-        raise ValueError(f"pixels are {pixels.shape[2]}×{pixels.shape[1]}; the VAE needs at least 8×8")
+        raise InputError(f"pixels are {pixels.shape[2]}×{pixels.shape[1]}; the VAE needs at least 8×8")
     if (h, w) != tuple(pixels.shape[1:3]):
         y, x = (pixels.shape[1] % 8) // 2, (pixels.shape[2] % 8) // 2
         pixels = pixels[:, y:y + h, x:x + w]

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 
 from PIL import Image, ImageOps, ImageSequence, PngImagePlugin
 
-from nodegraph.errors import NodeError, WriteError
+from nodegraph.errors import InputError, NodeError, WriteError
 from nodegraph.fileio import fsync_dir, give_usual_mode, writing
 from nodegraph.format import read_image_chunks
 
@@ -185,7 +185,7 @@ def _to_pil(image: "torch.Tensor", index: int) -> Image.Image:
         return Image.fromarray(np.ascontiguousarray(arr[..., 0]))  # L
     if channels in (3, 4):
         return Image.fromarray(arr)  # RGB / RGBA
-    raise ValueError(f"images[{index}] has {channels} channels; an IMAGE to save needs 1 (grey), 3 (RGB) or 4 (RGBA) "
+    raise InputError(f"images[{index}] has {channels} channels; an IMAGE to save needs 1 (grey), 3 (RGB) or 4 (RGBA) "
                      f"channels in its last dimension [B,H,W,C].")
 
 
@@ -221,11 +221,11 @@ def save_images(
 
     if not isinstance(images, torch.Tensor) or images.ndim != 4:
         shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
-        raise ValueError(f"images must be an IMAGE tensor [B,H,W,C]; got {shape}.")
+        raise InputError(f"images must be an IMAGE tensor [B,H,W,C]; got {shape}.")
     if images.shape[0] == 0:
-        raise ValueError("images is an empty batch (0 images): there is nothing to save.")
+        raise InputError("images is an empty batch (0 images): there is nothing to save.")
     if images.shape[1] == 0 or images.shape[2] == 0:
-        raise ValueError(f"images have no pixels (shape {tuple(images.shape)}).")
+        raise InputError(f"images have no pixels (shape {tuple(images.shape)}).")
     if not isinstance(prefix, str):
         raise UnsafePathError(f"filename_prefix must be text, not {type(prefix).__name__}. {_PREFIX_RULES}")
     height, width = int(images.shape[1]), int(images.shape[2])
@@ -278,7 +278,7 @@ def save_animation(
     (``lossless``, ``quality``, ``method`` for WebP; ``compress_level`` for PNG).
     """
     if images.ndim != 4 or images.shape[0] == 0 or images.shape[1] == 0 or images.shape[2] == 0:
-        raise ValueError(f"images must be a non-empty IMAGE batch [B,H,W,C]; got shape {tuple(images.shape)}.")
+        raise InputError(f"images must be a non-empty IMAGE batch [B,H,W,C]; got shape {tuple(images.shape)}.")
     height, width = int(images.shape[1]), int(images.shape[2])
     expanded = _expand_placeholders(prefix, width, height, time.localtime()).replace("%batch_num%", "0")
     subfolders, stem = split_prefix(expanded)
@@ -423,7 +423,7 @@ def set_max_image_pixels(limit: int | None) -> None:
     ``Image.MAX_IMAGE_PIXELS``, so every image Pillow opens in the process follows it.
     """
     if limit is not None and (not isinstance(limit, int) or limit <= 0):
-        raise ValueError(f"the pixel limit must be a positive integer or None, not {limit!r}.")
+        raise InputError(f"the pixel limit must be a positive integer or None, not {limit!r}.")
     Image.MAX_IMAGE_PIXELS = limit
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from nodegraph import Combo, Float, Int, node
+from nodegraph.errors import InputError
 
 MAX_RESOLUTION = 16384
 LATENT_UPSCALE_METHODS = ("nearest-exact", "bilinear", "area", "bicubic", "bislerp")
@@ -19,11 +20,11 @@ def check_latent(latent: Any, name: str = "samples") -> Any:
     import torch
 
     if not isinstance(latent, dict) or not isinstance(latent.get("samples"), torch.Tensor):
-        raise ValueError(f"{name} is not a LATENT value ({{'samples': tensor [B,4,h,w]}}); connect a "
+        raise InputError(f"{name} is not a LATENT value ({{'samples': tensor [B,4,h,w]}}); connect a "
                          "latent output such as EmptyLatentImage's or VAEEncode's")
     samples = latent["samples"]
     if samples.ndim != 4:
-        raise ValueError(f"{name} must hold samples [batch, channels, height, width], got shape "
+        raise InputError(f"{name} must hold samples [batch, channels, height, width], got shape "
                          f"{tuple(samples.shape)}")
     return samples
 
@@ -41,12 +42,12 @@ def empty_latent_image(width: int, height: int, batch_size: int) -> dict:
 
     for name, value in (("width", width), ("height", height)):
         if value % 8:
-            raise ValueError(f"{name} {value} is not a multiple of 8 (the VAE works on 8×8 pixel blocks); "
+            raise InputError(f"{name} {value} is not a multiple of 8 (the VAE works on 8×8 pixel blocks); "
                              f"use {value // 8 * 8} or {value // 8 * 8 + 8}")
         if value < 8:
-            raise ValueError(f"{name} {value} is too small: at least 8 pixels")
+            raise InputError(f"{name} {value} is too small: at least 8 pixels")
     if batch_size < 1:
-        raise ValueError(f"batch_size {batch_size}: a batch needs at least 1 image")
+        raise InputError(f"batch_size {batch_size}: a batch needs at least 1 image")
     return {"samples": torch.zeros([batch_size, 4, height // 8, width // 8])}
 
 
@@ -96,7 +97,7 @@ def latent_from_batch(samples: dict, batch_index: int, length: int) -> dict:
     latents = check_latent(samples)
     batch = latents.shape[0]
     if batch == 0:
-        raise ValueError("samples is an empty batch (0 latents): there is nothing to take")
+        raise InputError("samples is an empty batch (0 latents): there is nothing to take")
     start = min(batch - 1, batch_index)
     length = min(batch - start, length)
     out = dict(samples)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from nodegraph import Combo, Float, Int, node
+from nodegraph.errors import InputError
 
 from .image_ops import FLIPS, ROTATIONS, quarter_turns
 from .values import broadcast_batch, check_latent, check_same_channels, repeat_to_batch
@@ -50,7 +51,7 @@ def latent_composite(samples_to: dict, samples_from: dict, x: int, y: int, feath
     to, src = check_latent(samples_to, "samples_to"), check_latent(samples_from, "samples_from")
     check_same_channels(to, src, "samples_to", "samples_from")
     if src.shape[0] not in (1, to.shape[0]):
-        raise ValueError(f"samples_to {tuple(to.shape)} and samples_from {tuple(src.shape)} have batches of "
+        raise InputError(f"samples_to {tuple(to.shape)} and samples_from {tuple(src.shape)} have batches of "
                          f"{to.shape[0]} and {src.shape[0]}: samples_from must be one latent, or one per latent of "
                          "samples_to. Make the batches match first")
     return _with_samples(samples_to, latent_paste(to, src.to(to), x // 8, y // 8, feather // 8))

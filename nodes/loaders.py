@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from nodegraph import Float, Int, RunContext, node
-from nodegraph.errors import Absent
+from nodegraph.errors import Absent, InputError
 
 from .runtime import dtype_choice, find_model, load_checkpoint, load_vae, model_fingerprint, model_param
 
@@ -73,7 +73,7 @@ def clip_set_last_layer(clip: Any, stop_at_clip_layer: int) -> Any:
     encoder's depth falls back to its last layer, as in ComfyUI.
     """
     if clip is None:
-        raise ValueError(NO_CLIP)
+        raise InputError(NO_CLIP)
     return clip.with_last_layer(stop_at_clip_layer)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from nodegraph import Boolean, Combo, Float, Int, RunContext, node
+from nodegraph.errors import InputError
 
 from .image import input_image_fingerprint, input_image_param, resolve_image
 from .values import check_image, check_mask
@@ -58,7 +59,7 @@ def image_to_mask(image: Any, channel: str) -> Any:
     if image.shape[-1] == 1 and channel != "alpha":
         index = 0
     if index >= image.shape[-1]:
-        raise ValueError(f"image {tuple(image.shape)} has no alpha channel (it has {image.shape[-1]} channels); "
+        raise InputError(f"image {tuple(image.shape)} has no alpha channel (it has {image.shape[-1]} channels); "
                          "choose red, green or blue, or join an alpha channel first (Join Image with Alpha)")
     return image[..., index].clone()
 
@@ -111,7 +112,7 @@ def crop_mask(mask: Any, x: int, y: int, width: int, height: int) -> Any:
     masks = check_mask(mask)
     h, w = masks.shape[-2:]
     if x >= w or y >= h:
-        raise ValueError(f"the crop starts at ({x}, {y}), outside the {w}×{h} mask {tuple(masks.shape)}; "
+        raise InputError(f"the crop starts at ({x}, {y}), outside the {w}×{h} mask {tuple(masks.shape)}; "
                          f"choose x below {w} and y below {h}")
     return masks[:, y:y + height, x:x + width].clone()
 
@@ -132,7 +133,7 @@ def mask_composite(destination: Any, source: Any, x: int, y: int, operation: str
 
     dest, src = check_mask(destination, "destination"), check_mask(source, "source")
     if src.shape[0] not in (1, dest.shape[0]):
-        raise ValueError(f"destination {tuple(dest.shape)} and source {tuple(src.shape)} have batches of "
+        raise InputError(f"destination {tuple(dest.shape)} and source {tuple(src.shape)} have batches of "
                          f"{dest.shape[0]} and {src.shape[0]}: the source must be one mask, or one per destination "
                          "mask (the result has the destination's batch). Make the batches match first")
     return combine(dest, src.to(dest), x, y, operation)

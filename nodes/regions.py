@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from nodegraph import Combo, Float, Int, RunContext, node
+from nodegraph.errors import InputError
 
 from .conditioning import check_conditioning
 from .values import check_mask
@@ -108,7 +109,7 @@ def conditioning_set_timestep_range(conditioning: list, start: float, end: float
 def _first_entry(conditioning_from: list, node_name: str, ctx: RunContext | None) -> list:
     entries = check_conditioning(conditioning_from, "conditioning_from")
     if not entries:
-        raise ValueError("conditioning_from is empty: connect a prompt's conditioning")
+        raise InputError("conditioning_from is empty: connect a prompt's conditioning")
     if len(entries) > 1 and ctx is not None:
         ctx.log.warning("node %s (%s): conditioning_from holds %d entries; only the first is used, as in ComfyUI",
                         ctx.node_id, node_name, len(entries))
@@ -137,7 +138,7 @@ def conditioning_average(conditioning_to: list, conditioning_from: list, conditi
             pad = torch.zeros((1, context.shape[1] - mixed_from.shape[1], context.shape[2]), dtype=mixed_from.dtype)
             mixed_from = torch.cat([mixed_from, pad], dim=1)
         if mixed_from.shape[2] != context.shape[2]:
-            raise ValueError(f"conditioning_to {tuple(context.shape)} and conditioning_from {tuple(context_from.shape)} "
+            raise InputError(f"conditioning_to {tuple(context.shape)} and conditioning_from {tuple(context_from.shape)} "
                              "come from different text encoders (different widths) and cannot be mixed")
         options = dict(options)
         pooled_to = options.get("pooled_output", pooled_from)
@@ -159,7 +160,7 @@ def conditioning_concat(conditioning_to: list, conditioning_from: list, ctx: Run
     out = []
     for context, options in check_conditioning(conditioning_to, "conditioning_to"):
         if context_from.shape[2] != context.shape[2]:
-            raise ValueError(f"conditioning_to {tuple(context.shape)} and conditioning_from {tuple(context_from.shape)} "
+            raise InputError(f"conditioning_to {tuple(context.shape)} and conditioning_from {tuple(context_from.shape)} "
                              "come from different text encoders (different widths) and cannot be joined")
         out.append([torch.cat((context, context_from.to(context)), dim=1), dict(options)])
     return out

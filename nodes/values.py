@@ -15,6 +15,7 @@ Importing this module does not import torch.
 from __future__ import annotations
 
 from typing import Any
+from nodegraph.errors import InputError
 
 from .latent import check_latent
 
@@ -33,12 +34,12 @@ def check_image(value: Any, name: str = "image") -> Any:
     import torch
 
     if not isinstance(value, torch.Tensor) or value.ndim != 4:
-        raise ValueError(f"{name} must be an IMAGE tensor [batch, height, width, channels], got {shape_of(value)}; "
+        raise InputError(f"{name} must be an IMAGE tensor [batch, height, width, channels], got {shape_of(value)}; "
                          "connect an image output such as Load Image's or VAE Decode's")
     if value.shape[0] == 0 or value.shape[1] == 0 or value.shape[2] == 0:
-        raise ValueError(f"{name} is empty (shape {tuple(value.shape)}): there is no image to work on")
+        raise InputError(f"{name} is empty (shape {tuple(value.shape)}): there is no image to work on")
     if value.shape[3] not in (1, 3, 4):
-        raise ValueError(f"{name} has {value.shape[3]} channels; an IMAGE has 3 (RGB), 4 (RGBA) or 1 (grey)")
+        raise InputError(f"{name} has {value.shape[3]} channels; an IMAGE has 3 (RGB), 4 (RGBA) or 1 (grey)")
     return value
 
 
@@ -47,11 +48,11 @@ def check_mask(value: Any, name: str = "mask") -> Any:
     import torch
 
     if not isinstance(value, torch.Tensor) or value.ndim not in (2, 3, 4) or (value.ndim == 4 and value.shape[1] != 1):
-        raise ValueError(f"{name} must be a MASK tensor [batch, height, width], got {shape_of(value)}; connect a "
+        raise InputError(f"{name} must be a MASK tensor [batch, height, width], got {shape_of(value)}; connect a "
                          "mask output such as Load Image's MASK or Solid Mask's")
     mask = value.reshape(-1, value.shape[-2], value.shape[-1])
     if mask.numel() == 0:
-        raise ValueError(f"{name} is empty (shape {tuple(value.shape)}): there is no mask to work on")
+        raise InputError(f"{name} is empty (shape {tuple(value.shape)}): there is no mask to work on")
     return mask if mask.is_floating_point() else mask.float()
 
 
@@ -68,7 +69,7 @@ def broadcast_batch(a: Any, b: Any, name_a: str, name_b: str) -> int:
     na, nb = int(a.shape[0]), int(b.shape[0])
     if na == nb or nb == 1 or na == 1:
         return max(na, nb)
-    raise ValueError(f"{name_a} {tuple(a.shape)} and {name_b} {tuple(b.shape)} have batches of {na} and {nb}: "
+    raise InputError(f"{name_a} {tuple(a.shape)} and {name_b} {tuple(b.shape)} have batches of {na} and {nb}: "
                      "they combine only when the batches are equal or one of them is a single entry. Make the "
                      "batches match (e.g. with Repeat Image Batch or Image From Batch)")
 
@@ -86,5 +87,5 @@ def check_same_channels(a: Any, b: Any, name_a: str, name_b: str) -> None:
     """Latents ``[B, C, h, w]`` with different channel counts come from different kinds of model (SD's 4
     channels, others' 16) and cannot be combined: a ValueError naming both inputs and shapes."""
     if a.shape[1] != b.shape[1]:
-        raise ValueError(f"{name_a} {tuple(a.shape)} and {name_b} {tuple(b.shape)} have {a.shape[1]} and "
+        raise InputError(f"{name_a} {tuple(a.shape)} and {name_b} {tuple(b.shape)} have {a.shape[1]} and "
                          f"{b.shape[1]} channels: they come from different kinds of model and cannot be combined")

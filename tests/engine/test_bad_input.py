@@ -228,3 +228,18 @@ def test_an_empty_output_fails_only_the_node_that_needs_it_with_the_reason(regis
         executor.run(g)
     assert str(info.value) == ("node 5 (Double) failed: input 'x' is empty: the checkpoint has no VAE "
                                "weights") and info.value.expected
+
+
+
+def test_a_built_in_node_refusing_its_input_prints_its_message_without_a_traceback(tmp_path, capsys):
+    """Built-in nodes check their inputs with InputError (a NodeError, and a ValueError as before)."""
+    g = Graph()
+    solid = g.add_node("SolidMask", {"value": 1.0, "width": 64, "height": 64}, id="1")
+    crop = g.add_node("CropMask", {"x": 100, "y": 0, "width": 8, "height": 8}, id="2")
+    g.connect(solid, "MASK", crop, "mask")
+    g.connect(crop, "MASK", g.add_node("MaskPreview", id="3"), "mask")
+    path = save(g, tmp_path / "crop.json")
+    assert cli("run", path, "--out", tmp_path / "out") == 1
+    err = capsys.readouterr().err
+    assert "node 2 (CropMask) failed: the crop starts at (100, 0), outside the 64×64 mask" in err
+    assert "Traceback" not in err and "InputError" not in err
