@@ -17,7 +17,8 @@ Run: ``flock /tmp/ng-heavy.lock .venv/bin/python bench/controlnet.py`` (a few mi
   ``lora_first_apply_s`` is what the first sampling run (and prompt encode) of fresh LoRA values pays
   for it (the patched weights computed, swapped in and out: ``in_use`` entered and left on both
   values; timed as load + first use, minus the load's median), ``lora_apply_s`` what every later run
-  of the same values pays (the patched weights are kept: a swap). Interleaved with them, a plain copy
+  of the same values pays (the patched weights are kept: a swap; timed after the interleaved runs,
+  which leave other values' weights behind). Interleaved with them, a plain copy
   of every weight the LoRA changes (the least an eager merge must move) →
   ``lora_first_apply_over_weight_copy``: how far computing the patched weights is from memory-bound,
   whatever the machine's load.
@@ -128,8 +129,9 @@ def bench_lora(runs: int = 3) -> dict[str, float]:
             values = _load_lora(lora_module, model, encoder, path)
             times = _median_interleaved({"lora": lambda: _load_lora(lora_module, model, encoder, path),
                                          "first": lambda: _apply(*_load_lora(lora_module, model, encoder, path)),
-                                         "apply": lambda: _apply(*values),
                                          "copy": lambda: _copy_targets(lora_module, model, encoder, path)}, runs, 1)
+            _apply(*values)  # the values' first run (the interleaved runs above used other values)
+            times["apply"] = _median_interleaved({"apply": lambda: _apply(*values)}, runs, 0)["apply"]
         layers = len(lora_module.layer_names(tensors))
         first = max(0.0, times["first"] - times["lora"])
         print(f"{key}: rank 32, {layers} layers onto a loaded fp16 SD1.5 U-Net + CLIP-L: {times['lora']:.3f}s; "
