@@ -1,19 +1,31 @@
 """Train NodeGraph's demo model from nothing: a tiny SD1-layout text-to-image checkpoint and a 2× upscaler.
 
-    python tools/train_demo.py                       # everything, ≈ 1 hour on a 2-core CPU
-    python tools/train_demo.py --scale 0.05 --work-dir /tmp/quick --out-dir /tmp/quick/out   # a smoke run
+    python tools/train_demo.py --fresh --threads 1 --parallel   # the shipped run: see nodes/models/README.md
+    python tools/train_demo.py --smoke                           # a smoke run: under a minute, nothing shipped
 
 Writes ``demo-shapes.safetensors`` (checkpoints) and ``demo-shapes-2x.safetensors`` (upscale_models)
-under ``--out-dir`` (default: the package's ``nodes/models``). The world it learns is
-``tools/demo_data.py``: one coloured shape on a background of another colour, 64×64.
+under ``--out-dir`` (default: the package's ``nodes/models``; with ``--smoke``: ``<work dir>/models``).
+The world it learns is ``tools/demo_data.py``: one coloured shape on a background of another colour, 64×64.
+
+How long: the shipped files' run and its stage times are in ``nodes/models/README.md``. It was
+trained on the 2-core development machine, which is shared. On such a machine ``--threads 1``
+is the faster choice: two threads per process stall on each other when more processes run than
+there are cores (measured: a VAE training step 5.2 s with two threads vs 0.9 s with one).
+``--parallel`` runs stages 4–5 in a second process beside stage 3, so both cores work.
+
+``--smoke`` trains every stage for a few steps on a few images (``SMOKE``), from scratch, in about
+20–40 s of wall time (plus ~5 s to start Python and torch): the files it writes have the shipped
+layout and sizes, load with NodeGraph's loaders and run the demo graph, but draw nothing meaningful.
+The test suite runs it (``tests/demo/test_train_smoke.py``).
 
 Stages, each resumable (training state is saved to ``--work-dir`` every minute and at the end of a
 stage; re-running the command continues where it stopped; ``--fresh`` starts over):
 
-1. **VAE** — an AutoencoderKL (8× down-sampling, 4 latent channels) trained on rendered images with
-   an L1 + L2 reconstruction loss and a small KL term. Afterwards each latent channel's mean and
-   spread over a reference set is folded into ``quant_conv``/``post_quant_conv``, so that raw
-   latents × 0.18215 (SD1's scale factor) have zero mean and unit variance per channel.
+1. **VAE** — an AutoencoderKL (8× down-sampling, 4 latent channels, 64 channels at full resolution)
+   trained on rendered images with an L1 + L2 reconstruction loss and a small KL term. Afterwards
+   each latent channel's mean and spread over a reference set is folded into ``quant_conv`` /
+   ``post_quant_conv``, so that raw latents × 0.18215 (SD1's scale factor) have zero mean and unit
+   variance per channel.
 2. **Latents** — the VAE encodes a fixed set of training images once (the distribution's mean).
 3. **U-Net + text encoder** — an LDM U-Net with cross-attention over a narrow CLIP text encoder
    (real CLIP tokenizer, 77 tokens), trained together from scratch as in latent diffusion: pick a
@@ -25,40 +37,41 @@ stage; re-running the command continues where it stopped; ``--fresh`` starts ove
 5. **Upscaler** — an SRVGGNetCompact (spandrel's "Compact") learning 64→128 from pairs whose input
    is the 64×64 image after a VAE round trip (half of them) or the plain 64×64 render.
 
+The VAE's width: SD's layout fixes its group norms at 32 groups. At 32 channels every group norm is
+a per-channel instance norm, which removes each channel's spatial mean: a flat background's colour
+cannot pass through it, and a VAE of that width learnt to carry colour in a pattern at the image's
+border — strongest at the bottom right, where LDM's down-sampling pads — and drew it back as a mark
+there (nodes/models/README.md has the measurements). At 64 channels (two per group) colour passes.
+
 The held-out (shape colour, background colour) pairs of ``demo_data`` never reach the text encoder
 or the U-Net, as captions or as latents; only the caption-free decoder fine-tuning draws them.
 Seeds are fixed and every step draws its batch from a generator seeded by (stage, step), so a
-resumed run sees the same data as an uninterrupted one. Uses every CPU core torch sees; the U-Net
-and VAE train under bf16 autocast (fast on CPUs with AMX), weights and optimiser stay float32.
+resumed run sees the same data as an uninterrupted one. ``--precision auto`` (default) times a
+step of each stage in float32 and under bf16 autocast and trains in the faster one; weights and
+optimiser state stay float32.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import math
-import os
 import random
+import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Callable
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from tqdm import tqdm
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tools"))
-
-import demo_data  # noqa: E402
-from nodes.sd import text_encoders, unet as unet_module, vae as vae_module  # noqa: E402
-from nodes.sd.model_sampling import ModelSamplingDiscrete  # noqa: E402
-from nodes.sd.tokenizer import END_TOKEN, get_tokenizer  # noqa: E402
+from demo_training import (ROOT, autocast, demo_data, images_to_tensor, make_optimizer, render_batch,
+                           save_atomic, step_rng, train_loop)
+from nodes.sd import text_encoders, unet as unet_module, vae as vae_module
+from nodes.sd.model_sampling import ModelSamplingDiscrete
+from nodes.sd.tokenizer import END_TOKEN, get_tokenizer
 
 SD1_SCALE = 0.18215
 CHECKPOINT_NAME = "demo-shapes.safetensors"
@@ -66,7 +79,6 @@ UPSCALER_NAME = "demo-shapes-2x.safetensors"
 
 # ------------------------------------------------------------------------------------------ configs
 
-VAE_CONFIG = vae_module.VAEConfig(ch=32, ch_mult=(1, 1, 2, 2), num_res_blocks=1)
 TEXT_CONFIG = text_encoders.TextEncoderConfig("clip", width=64, layers=2, heads=1, mlp_width=256)
 UNET_CONFIG = unet_module.UNetConfig(
     model_channels=64, channel_mult=(1, 2), num_res_blocks=1, transformer_depth=(0, 1),
@@ -77,14 +89,16 @@ UPSCALER_FEATURES, UPSCALER_CONVS = 32, 6
 
 @dataclass
 class Plan:
-    """Steps and sizes of each stage; ``--scale`` multiplies the step counts and the latent set."""
+    """Steps and sizes of each stage; ``--scale`` multiplies the step counts and the image sets."""
 
     seed: int = 2024
+    vae_ch: int = 64
     vae_steps: int = 1200
     vae_batch: int = 8
     vae_lr: float = 2e-3
     vae_kl: float = 1e-5
     vae_small: float = 0.7
+    norm_images: int = 1024
     decoder_steps: int = 800
     decoder_batch: int = 8
     decoder_lr: float = 5e-4
@@ -101,89 +115,25 @@ class Plan:
 
     def scaled(self, factor: float) -> "Plan":
         p = Plan(**asdict(self))
-        for name in ("vae_steps", "decoder_steps", "unet_steps", "up_steps", "latents", "up_pool"):
+        for name in ("vae_steps", "decoder_steps", "unet_steps", "up_steps", "latents", "up_pool", "norm_images"):
             setattr(p, name, max(8, int(getattr(p, name) * factor)))
         return p
 
 
-# ------------------------------------------------------------------------------------------ helpers
+# Every stage for a few steps on a few small batches: checks the whole pipeline, draws nothing.
+SMOKE = replace(Plan(), vae_steps=6, vae_batch=2, norm_images=32, decoder_steps=3, decoder_batch=2, latents=64,
+                unet_steps=6, unet_batch=16, up_steps=6, up_batch=4, up_pool=16)
 
 
-def step_rng(seed: int, stage: int, step: int) -> tuple[random.Random, torch.Generator]:
-    """The generators of one training step: the same batch whatever run or resume computes it."""
-    key = (seed * 1_000_003 + stage) * 10_000_019 + step
-    return random.Random(key), torch.Generator().manual_seed(key % (2**63))
+VAE_MULT = (1, 1, 1, 1)  # every level plan.vae_ch wide: two channels per group norm group everywhere
 
 
-def images_to_tensor(images: list[np.ndarray]) -> torch.Tensor:
-    """uint8 ``[H, W, 3]`` arrays → float ``[B, 3, H, W]`` in -1..1 (the VAE's input range)."""
-    return torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+def vae_config(plan: Plan) -> vae_module.VAEConfig:
+    return vae_module.VAEConfig(ch=plan.vae_ch, ch_mult=VAE_MULT, num_res_blocks=1)
 
 
-def render_batch(rng: random.Random, n: int, size: int = 64, combos: list | None = None
-                 ) -> tuple[list[demo_data.Scene], torch.Tensor]:
-    combos = demo_data.training_combinations() if combos is None else combos
-    scenes = [demo_data.random_scene(rng, combos) for _ in range(n)]
-    return scenes, images_to_tensor([demo_data.render(s, size) for s in scenes])
-
-
-def lr_at(step: int, total: int, peak: float, warmup: int = 100) -> float:
-    """Linear warm-up, then cosine decay to a tenth of the peak."""
-    if step < warmup:
-        return peak * (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
-    return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
-
-
-def save_atomic(obj, path: Path) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def train_loop(name: str, path: Path, steps: int, modules: dict[str, nn.Module], optimizer: torch.optim.Optimizer,
-               step_fn: Callable[[int], dict[str, float]], extra: dict | None = None, save_every: float = 60.0) -> float:
-    """Run ``step_fn(step)`` for steps not yet done, saving state to ``path`` (resumable); returns seconds spent."""
-    start, spent = 0, 0.0
-    if path.exists():
-        state = torch.load(path, weights_only=False)
-        for key, module in modules.items():
-            module.load_state_dict(state["modules"][key])
-        optimizer.load_state_dict(state["optimizer"])
-        if extra is not None:
-            extra.update(state.get("extra", {}))
-        start, spent = state["step"], state["seconds"]
-        print(f"{name}: resuming at step {start}/{steps}", flush=True)
-
-    def save(step: int, seconds: float) -> None:
-        save_atomic({"modules": {k: m.state_dict() for k, m in modules.items()}, "optimizer": optimizer.state_dict(),
-                     "extra": extra or {}, "step": step, "seconds": seconds}, path)
-
-    last_save = t0 = time.perf_counter()
-    bar = tqdm(range(start, steps), desc=name, initial=start, total=steps, dynamic_ncols=True, mininterval=2.0)
-    smoothed: dict[str, float] = {}
-    for step in bar:
-        for group in optimizer.param_groups:
-            group["lr"] = lr_at(step, steps, group["initial_lr"])
-        figures = step_fn(step)
-        smoothed = {k: v if k not in smoothed else 0.98 * smoothed[k] + 0.02 * v for k, v in figures.items()}
-        bar.set_postfix({k: f"{v:.4g}" for k, v in smoothed.items()}, refresh=False)
-        now = time.perf_counter()
-        if now - last_save > save_every:
-            save(step + 1, spent + now - t0)
-            last_save = now
-    spent += time.perf_counter() - t0
-    save(steps, spent)
-    print(f"{name}: {steps} steps, {spent / 60:.1f} min of training; last losses "
-          + ", ".join(f"{k} {v:.4g}" for k, v in smoothed.items()), flush=True)
-    return spent
-
-
-def make_optimizer(params, lr: float, weight_decay: float = 0.0) -> torch.optim.AdamW:
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, betas=(0.9, 0.99))
-    for group in opt.param_groups:
-        group["initial_lr"] = lr
-    return opt
+def reconstruction(out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    return (out - x).abs().mean() + (out - x).pow(2).mean()
 
 
 # ------------------------------------------------------------------------------------------ stage 1: VAE
@@ -195,38 +145,35 @@ def kl_loss(moments: torch.Tensor) -> torch.Tensor:
     return 0.5 * (mean.pow(2) + logvar.exp() - 1.0 - logvar).mean()
 
 
-def train_vae(plan: Plan, work: Path) -> tuple[vae_module.AutoencoderKL, float]:
+def train_vae(plan: Plan, work: Path, precision: str) -> tuple[vae_module.AutoencoderKL, float]:
     """Reconstruction (L1 + L2) of sampled latents plus a small KL term. The first ``vae_small``
     share of the steps trains on 32×32 renders (4× cheaper; the network is convolutional), the rest
     on 64×64. The posterior starts nearly deterministic (σ ≈ 0.05) so that the decoder sees the
     encoder's signal from the first step."""
     torch.manual_seed(plan.seed)
-    model = vae_module.AutoencoderKL(VAE_CONFIG)
-    n = VAE_CONFIG.embed_dim
+    config = vae_config(plan)
+    model = vae_module.AutoencoderKL(config)
+    n = config.embed_dim
     with torch.no_grad():
         model.quant_conv.weight[n:].zero_()
         model.quant_conv.bias[n:].fill_(-6.0)
-    opt = make_optimizer(model.parameters(), plan.vae_lr)
+    params = list(model.parameters())
+    opt = make_optimizer(params, plan.vae_lr)
     small_steps = int(plan.vae_steps * plan.vae_small)
 
-    def step(i: int) -> dict[str, float]:
+    def loss_fn(i: int, bf16: bool) -> tuple[torch.Tensor, dict[str, float]]:
         rng, gen = step_rng(plan.seed, 1, i)
         small = i < small_steps
         _, x = render_batch(rng, plan.vae_batch * 4 if small else plan.vae_batch, 32 if small else 64)
-        with torch.autocast("cpu", torch.bfloat16):
+        with autocast(bf16):
             moments = model.moments(x)
             z = vae_module.moments_to_latent(moments.float(), generator=gen, sample=True)
             out = model.decode(z).float()
-        rec = (out - x).abs().mean() + (out - x).pow(2).mean()
-        kl = kl_loss(moments)
-        loss = rec + plan.vae_kl * kl
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        return {"rec": rec.item(), "kl": kl.item()}
+        rec, kl = reconstruction(out, x), kl_loss(moments)
+        return rec + plan.vae_kl * kl, {"rec": rec.item(), "kl": kl.item()}
 
-    seconds = train_loop("vae", work / "vae_state.pt", plan.vae_steps, {"vae": model}, opt, step)
+    seconds = train_loop("vae", work / "vae_state.pt", plan.vae_steps, {"vae": model}, opt, loss_fn, params,
+                         precision=precision)
     model.eval().requires_grad_(False)
     return model, seconds
 
@@ -234,9 +181,10 @@ def train_vae(plan: Plan, work: Path) -> tuple[vae_module.AutoencoderKL, float]:
 @torch.no_grad()
 def normalise_latents(model: vae_module.AutoencoderKL, plan: Plan) -> dict[str, list[float]]:
     """Fold per-channel affine maps into quant_conv / post_quant_conv so that latent means × 0.18215
-    have zero mean and unit variance per channel over 1024 reference images. The decoder's
-    output for the same image is unchanged."""
-    _, x = render_batch(random.Random(plan.seed + 7), 1024)
+    have zero mean and unit variance per channel over ``plan.norm_images`` reference images. The
+    decoder's output for the same image is unchanged (up to float rounding: the fold is computed in
+    float64)."""
+    _, x = render_batch(random.Random(plan.seed + 7), plan.norm_images)
     mean = torch.cat([model.encode(chunk) for chunk in x.split(128)])
     mu = mean.mean(dim=(0, 2, 3)).double()
     sd = mean.std(dim=(0, 2, 3)).double()
@@ -257,7 +205,7 @@ def normalise_latents(model: vae_module.AutoencoderKL, plan: Plan) -> dict[str, 
     return {"channel_mean_before": mu.tolist(), "channel_std_before": sd.tolist()}
 
 
-def finetune_decoder(plan: Plan, work: Path, model: vae_module.AutoencoderKL) -> float:
+def finetune_decoder(plan: Plan, work: Path, model: vae_module.AutoencoderKL, precision: str) -> float:
     """More reconstruction training for the decoder side only (``post_quant_conv`` and ``decoder``),
     at 64×64, on the encoder's latent means, with images of *every* colour pair.
 
@@ -266,28 +214,25 @@ def finetune_decoder(plan: Plan, work: Path, model: vae_module.AutoencoderKL) ->
     combination the U-Net composes. (Trained on the training pairs only, it renders an unseen pair
     such as blue on black with drifting hues: 68% of held-out round trips analysed right vs 98%
     for seen pairs.) The text encoder and U-Net never see a held-out pair, image or caption."""
-    decoder_params = list(model.post_quant_conv.parameters()) + list(model.decoder.parameters())
+    params = list(model.post_quant_conv.parameters()) + list(model.decoder.parameters())
     model.requires_grad_(False)
-    for p in decoder_params:
+    for p in params:
         p.requires_grad_(True)
     model.decoder.train()
-    opt = make_optimizer(decoder_params, plan.decoder_lr)
+    opt = make_optimizer(params, plan.decoder_lr)
 
-    def step(i: int) -> dict[str, float]:
-        rng, gen = step_rng(plan.seed, 5, i)
+    def loss_fn(i: int, bf16: bool) -> tuple[torch.Tensor, dict[str, float]]:
+        rng, _ = step_rng(plan.seed, 5, i)
         _, x = render_batch(rng, plan.decoder_batch, combos=demo_data.all_combinations())
-        with torch.no_grad(), torch.autocast("cpu", torch.bfloat16):
-            z = model.encode(x).float()
-        with torch.autocast("cpu", torch.bfloat16):
+        with autocast(bf16):
+            with torch.no_grad():
+                z = model.encode(x).float()
             out = model.decode(z).float()
-        rec = (out - x).abs().mean() + (out - x).pow(2).mean()
-        opt.zero_grad(set_to_none=True)
-        rec.backward()
-        torch.nn.utils.clip_grad_norm_(decoder_params, 1.0)
-        opt.step()
-        return {"rec": rec.item()}
+        rec = reconstruction(out, x)
+        return rec, {"rec": rec.item()}
 
-    seconds = train_loop("decoder", work / "decoder_state.pt", plan.decoder_steps, {"vae": model}, opt, step)
+    seconds = train_loop("decoder", work / "decoder_state.pt", plan.decoder_steps, {"vae": model}, opt, loss_fn,
+                         params, precision=precision)
     model.eval().requires_grad_(False)
     return seconds
 
@@ -311,17 +256,17 @@ def caption_table() -> tuple[list[tuple[str, str, str]], torch.Tensor, torch.Ten
 
 @torch.no_grad()
 def encode_latents(plan: Plan, model: vae_module.AutoencoderKL) -> dict[str, torch.Tensor]:
-    """``plan.latents`` training images as scaled latents (× 0.18215) with their combination index."""
+    """``plan.latents`` training images as scaled latents (× 0.18215) with their combination index,
+    encoded in float32."""
     combos = demo_data.training_combinations()
     index = {c: i for i, c in enumerate(combos)}
     rng = random.Random(plan.seed + 2)
     latents, labels = [], []
-    for _ in tqdm(range(0, plan.latents, 256), desc="latents", dynamic_ncols=True, mininterval=2.0):
-        scenes, x = render_batch(rng, 256)
-        with torch.autocast("cpu", torch.bfloat16):
-            latents.append((model.encode(x).float() * SD1_SCALE).half())
+    for start in tqdm(range(0, plan.latents, 256), desc="latents", dynamic_ncols=True, mininterval=2.0):
+        scenes, x = render_batch(rng, min(256, plan.latents - start))
+        latents.append((model.encode(x) * SD1_SCALE).half())
         labels += [index[(s.colour, s.shape, s.background)] for s in scenes]
-    return {"latents": torch.cat(latents)[: plan.latents], "labels": torch.tensor(labels[: plan.latents])}
+    return {"latents": torch.cat(latents), "labels": torch.tensor(labels)}
 
 
 # ------------------------------------------------------------------------------------------ stage 3: U-Net
@@ -361,7 +306,7 @@ def ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
             e.lerp_(p, 1.0 - decay)
 
 
-def train_unet(plan: Plan, work: Path, data: dict[str, torch.Tensor]
+def train_unet(plan: Plan, work: Path, data: dict[str, torch.Tensor], precision: str
                ) -> tuple[unet_module.UNetModel, text_encoders.ClipTextModel, float]:
     unet = init_unet(plan.seed)
     text = init_text_encoder(plan.seed + 1)
@@ -379,8 +324,8 @@ def train_unet(plan: Plan, work: Path, data: dict[str, torch.Tensor]
         group["initial_lr"] = plan.unet_lr
     params = list(unet.parameters()) + list(text.parameters())
 
-    def step(i: int) -> dict[str, float]:
-        rng, gen = step_rng(plan.seed, 3, i)
+    def loss_fn(i: int, bf16: bool) -> tuple[torch.Tensor, dict[str, float]]:
+        _, gen = step_rng(plan.seed, 3, i)
         idx = torch.randint(0, len(latents), (plan.unet_batch,), generator=gen)
         x0 = latents[idx]
         phrasing = torch.randint(0, table.shape[1], (plan.unet_batch,), generator=gen)
@@ -391,25 +336,24 @@ def train_unet(plan: Plan, work: Path, data: dict[str, torch.Tensor]
         eps = torch.randn(x0.shape, generator=gen)
         a = alphas[t].view(-1, 1, 1, 1)
         xt = a.sqrt() * x0 + (1 - a).sqrt() * eps
-        with torch.autocast("cpu", torch.bfloat16):
+        with autocast(bf16):
             context, _ = text(tokens)
             pred = unet(xt, t, context.float())
         loss = F.mse_loss(pred.float(), eps)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
+        return loss, {"loss": loss.item()}
+
+    def after_step(i: int) -> None:
         decay = min(plan.ema, (1 + i) / (10 + i))
         ema_update(ema_unet, unet, decay)
         ema_update(ema_text, text, decay)
-        return {"loss": loss.item()}
 
     modules = {"unet": unet, "text": text, "ema_unet": ema_unet, "ema_text": ema_text}
-    seconds = train_loop("unet", work / "unet_state.pt", plan.unet_steps, modules, opt, step)
+    seconds = train_loop("unet", work / "unet_state.pt", plan.unet_steps, modules, opt, loss_fn, params,
+                         precision=precision, after_step=after_step)
     return ema_unet.eval().requires_grad_(False), ema_text.eval().requires_grad_(False), seconds
 
 
-# ------------------------------------------------------------------------------------------ stage 4: upscaler
+# ------------------------------------------------------------------------------------------ stage 5: upscaler
 
 
 class Compact(nn.Module):
@@ -439,12 +383,11 @@ def upscaler_pool(plan: Plan, vae: vae_module.AutoencoderKL) -> tuple[torch.Tens
     rng = random.Random(plan.seed + 4)
     combos = demo_data.training_combinations()
     clean, trip, target = [], [], []
-    for _ in tqdm(range(0, plan.up_pool, 128), desc="upscaler data", dynamic_ncols=True, mininterval=2.0):
-        scenes = [demo_data.random_scene(rng, combos) for _ in range(128)]
+    for start in tqdm(range(0, plan.up_pool, 128), desc="upscaler data", dynamic_ncols=True, mininterval=2.0):
+        scenes = [demo_data.random_scene(rng, combos) for _ in range(min(128, plan.up_pool - start))]
         big = [demo_data.render(s, 128) for s in scenes]
         small = images_to_tensor([demo_data.render(s, 64) for s in scenes])
-        with torch.autocast("cpu", torch.bfloat16):
-            rt = vae.decode(vae.encode(small)).float()
+        rt = vae.decode(vae.encode(small))
         clean.append((small + 1) / 2)
         trip.append(((rt + 1) / 2).clamp(0, 1))
         target.append((images_to_tensor(big) + 1) / 2)
@@ -455,7 +398,7 @@ def stage_done(path: Path, steps: int) -> bool:
     return path.exists() and torch.load(path, weights_only=False)["step"] >= steps
 
 
-def train_upscaler(plan: Plan, work: Path, vae: vae_module.AutoencoderKL) -> tuple[Compact, float]:
+def train_upscaler(plan: Plan, work: Path, vae: vae_module.AutoencoderKL, precision: str) -> tuple[Compact, float]:
     state = work / "upscaler_state.pt"
     if stage_done(state, plan.up_steps):  # resuming a finished stage: no need for its data
         clean = trip = target = torch.zeros(1, 3, 64, 64)
@@ -463,10 +406,11 @@ def train_upscaler(plan: Plan, work: Path, vae: vae_module.AutoencoderKL) -> tup
         clean, trip, target = upscaler_pool(plan, vae)
     torch.manual_seed(plan.seed + 5)
     model = Compact(UPSCALER_FEATURES, UPSCALER_CONVS)
-    opt = make_optimizer(model.parameters(), plan.up_lr)
+    params = list(model.parameters())
+    opt = make_optimizer(params, plan.up_lr)
     crop = 32
 
-    def step(i: int) -> dict[str, float]:
+    def loss_fn(i: int, bf16: bool) -> tuple[torch.Tensor, dict[str, float]]:
         _, gen = step_rng(plan.seed, 4, i)
         idx = torch.randint(0, len(clean), (plan.up_batch,), generator=gen)
         use_trip = (torch.rand(plan.up_batch, generator=gen) < 0.5).view(-1, 1, 1, 1)
@@ -474,13 +418,12 @@ def train_upscaler(plan: Plan, work: Path, vae: vae_module.AutoencoderKL) -> tup
         y0, x0 = (int(v) for v in torch.randint(0, 64 - crop + 1, (2,), generator=gen))
         x = x[:, :, y0:y0 + crop, x0:x0 + crop]
         y = target[idx][:, :, 2 * y0:2 * (y0 + crop), 2 * x0:2 * (x0 + crop)]
-        loss = (model(x) - y).abs().mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        return {"l1": loss.item()}
+        with autocast(bf16):
+            loss = (model(x).float() - y).abs().mean()
+        return loss, {"l1": loss.item()}
 
-    seconds = train_loop("upscaler", state, plan.up_steps, {"up": model}, opt, step)
+    seconds = train_loop("upscaler", state, plan.up_steps, {"up": model}, opt, loss_fn, params,
+                         precision=precision, clip=None)
     return model.eval().requires_grad_(False), seconds
 
 
@@ -524,77 +467,122 @@ def export(out_dir: Path, unet, vae, text, upscaler, info: dict) -> tuple[Path, 
 # ------------------------------------------------------------------------------------------ main
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--work-dir", type=Path, default=Path.home() / ".cache" / "nodegraph-train",
-                        help="training state and caches (resumable; default ~/.cache/nodegraph-train)")
-    parser.add_argument("--out-dir", type=Path, default=ROOT / "nodes" / "models",
-                        help="models root to write checkpoints/ and upscale_models/ into (default: nodes/models)")
-    parser.add_argument("--scale", type=float, default=1.0, help="multiply step counts (e.g. 0.05 for a smoke run)")
+    parser.add_argument("--work-dir", type=Path, default=None,
+                        help="training state and caches (resumable; default ~/.cache/nodegraph-train, "
+                             "with --smoke ~/.cache/nodegraph-train-smoke)")
+    parser.add_argument("--out-dir", type=Path, default=None,
+                        help="models root to write checkpoints/ and upscale_models/ into "
+                             "(default: nodes/models; with --smoke: <work dir>/models)")
+    parser.add_argument("--smoke", action="store_true",
+                        help="a smoke run: every stage for a few steps, from scratch, under a minute")
+    parser.add_argument("--scale", type=float, default=1.0, help="multiply step counts and image sets")
     parser.add_argument("--fresh", action="store_true", help="delete the work dir's state first")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch threads per process (default: torch's choice; 1 is faster on a busy machine)")
+    parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), default=None,
+                        help="training arithmetic (default auto: per stage, whichever a timed step finds faster; "
+                             "fp32 with --smoke)")
+    parser.add_argument("--parallel", action="store_true",
+                        help="run stages 4-5 (decoder, upscaler) in a second process beside stage 3 (U-Net)")
+    parser.add_argument("--only-decoder-and-upscaler", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.smoke and args.scale != 1.0:
+        parser.error("--smoke has its own plan; leave out --scale")
+    default_work = Path.home() / ".cache" / ("nodegraph-train-smoke" if args.smoke else "nodegraph-train")
+    args.work_dir = args.work_dir or default_work
+    args.out_dir = args.out_dir or (args.work_dir / "models" if args.smoke else ROOT / "nodes" / "models")
+    args.precision = args.precision or ("fp32" if args.smoke else "auto")
+    args.fresh = args.fresh or args.smoke
+    args.plan = SMOKE if args.smoke else Plan().scaled(args.scale) if args.scale != 1.0 else Plan()
+    args.error = parser.error
+    return args
 
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    plan = Plan().scaled(args.scale) if args.scale != 1.0 else Plan()
-    work = args.work_dir
-    if args.fresh and work.exists():
+    plan, work = args.plan, args.work_dir
+    if args.fresh and work.exists() and not args.only_decoder_and_upscaler:
         for f in work.glob("*.pt"):
             f.unlink()
     work.mkdir(parents=True, exist_ok=True)
     plan_file = work / "plan.json"
-    if not args.fresh and plan_file.exists() and json.loads(plan_file.read_text()) != asdict(plan):
-        parser.error(f"{work} holds state of a run with another plan ({plan_file}); use --fresh or another --work-dir")
+    if plan_file.exists() and json.loads(plan_file.read_text()) != asdict(plan) and not args.fresh:
+        args.error(f"{work} holds state of a run with another plan ({plan_file}); use --fresh or another --work-dir")
     plan_file.write_text(json.dumps(asdict(plan), indent=1))
     print(f"plan: {asdict(plan)}; torch threads {torch.get_num_threads()}; work dir {work}", flush=True)
-    times: dict[str, float] = {}
-    wall0 = time.perf_counter()
     # The fused CPU attention kernels are slow to differentiate at these tiny head widths; the
     # reference (math) kernel computes the same thing with plain matmuls.
     with sdpa_kernel(SDPBackend.MATH):
-        return _run(args, plan, work, times, wall0)
+        if args.only_decoder_and_upscaler:
+            vae, _, _ = load_vae(work)
+            finetune_decoder(plan, work, vae, args.precision)
+            train_upscaler(plan, work, vae, args.precision)
+            return 0
+        return run(args, plan, work)
 
 
-def _run(args, plan: Plan, work: Path, times: dict[str, float], wall0: float) -> int:
+def load_vae(work: Path) -> tuple[vae_module.AutoencoderKL, dict, float]:
+    saved = torch.load(work / "vae_final.pt", weights_only=False)
+    vae = vae_module.AutoencoderKL(vae_module.VAEConfig(**{**saved["config"], "ch_mult": tuple(saved["config"]["ch_mult"])}))
+    vae.load_state_dict(saved["vae"])
+    return vae.eval().requires_grad_(False), saved["stats"], saved["seconds"]
 
-    vae_file = work / "vae_final.pt"
-    if vae_file.exists():
-        saved = torch.load(vae_file, weights_only=False)
-        vae = vae_module.AutoencoderKL(VAE_CONFIG)
-        vae.load_state_dict(saved["vae"])
-        vae.eval().requires_grad_(False)
-        stats, times["vae"] = saved["stats"], saved["seconds"]
-    else:
-        vae, times["vae"] = train_vae(plan, work)
+
+def vae_and_latents(plan: Plan, work: Path, precision: str, times: dict[str, float]
+                    ) -> tuple[vae_module.AutoencoderKL, dict, dict[str, torch.Tensor]]:
+    """Stages 1 and 2, or their saved results."""
+    if not (work / "vae_final.pt").exists():
+        vae, seconds = train_vae(plan, work, precision)
         stats = normalise_latents(vae, plan)
-        save_atomic({"vae": vae.state_dict(), "stats": stats, "seconds": times["vae"]}, vae_file)
-
+        save_atomic({"vae": vae.state_dict(), "config": asdict(vae.config), "stats": stats, "seconds": seconds},
+                    work / "vae_final.pt")
+    vae, stats, times["vae"] = load_vae(work)
     latent_file = work / "latents.pt"
-    if latent_file.exists():
-        data = torch.load(latent_file)
-    else:
+    if not latent_file.exists():
         t0 = time.perf_counter()
         data = encode_latents(plan, vae)
         data["seconds"] = torch.tensor(time.perf_counter() - t0)
         save_atomic(data, latent_file)
+    data = torch.load(latent_file)
     times["latents"] = float(data["seconds"])
     print(f"latents: {tuple(data['latents'].shape)}, mean {data['latents'].float().mean():.3f}, "
           f"std {data['latents'].float().std():.3f}", flush=True)
+    return vae, stats, data
 
-    unet, text, times["unet"] = train_unet(plan, work, data)
-    times["decoder"] = finetune_decoder(plan, work, vae)
-    upscaler, times["upscaler"] = train_upscaler(plan, work, vae)
+
+def start_second_process(args: argparse.Namespace) -> subprocess.Popen:
+    """This script again, for stages 4–5 only, on the same work dir (its output goes to ours)."""
+    command = [sys.executable, str(Path(__file__).resolve()), "--only-decoder-and-upscaler",
+               "--work-dir", str(args.work_dir), "--precision", args.precision, "--threads", str(args.threads)]
+    command += ["--smoke"] if args.smoke else ["--scale", str(args.scale)]
+    return subprocess.Popen(command)
+
+
+def run(args: argparse.Namespace, plan: Plan, work: Path) -> int:
+    wall0 = time.perf_counter()
+    times: dict[str, float] = {}
+    vae, stats, data = vae_and_latents(plan, work, args.precision, times)
+    second = start_second_process(args) if args.parallel else None
+    unet, text, times["unet"] = train_unet(plan, work, data, args.precision)
+    if second is not None and second.wait() != 0:
+        print(f"stages 4-5 failed in the second process (exit code {second.returncode}); "
+              "run the command again to resume", file=sys.stderr)
+        return 1
+    times["decoder"] = finetune_decoder(plan, work, vae, args.precision)  # resumes a finished stage at once
+    upscaler, times["upscaler"] = train_upscaler(plan, work, vae, args.precision)
 
     info = {"plan": asdict(plan), "minutes": {k: round(v / 60, 2) for k, v in times.items()},
             "vae_latent_stats": stats, "unet": asdict(UNET_CONFIG), "text": asdict(TEXT_CONFIG),
-            "vae": asdict(VAE_CONFIG), "upscaler": {"num_feat": UPSCALER_FEATURES, "num_conv": UPSCALER_CONVS},
-            "held_out": demo_data.held_out_pairs()}
+            "vae": asdict(vae.config), "upscaler": {"num_feat": UPSCALER_FEATURES, "num_conv": UPSCALER_CONVS},
+            "held_out": demo_data.held_out_pairs(), "parallel": args.parallel, "threads": torch.get_num_threads()}
     ckpt, up = export(args.out_dir, unet, vae, text, upscaler, info)
     print(f"wrote {ckpt} ({ckpt.stat().st_size / 1e6:.2f} MB) and {up} ({up.stat().st_size / 1e6:.2f} MB)")
-    print("training minutes per stage (this run's share is in the state files): "
-          + json.dumps(info["minutes"]) + f"; this invocation's wall time {(time.perf_counter() - wall0) / 60:.1f} min",
-          flush=True)
+    print("training minutes per stage (over all resumed runs): " + json.dumps(info["minutes"])
+          + f"; this invocation's wall time {(time.perf_counter() - wall0) / 60:.2f} min", flush=True)
     return 0
 
 
