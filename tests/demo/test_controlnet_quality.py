@@ -166,7 +166,8 @@ def test_with_the_controlnet_the_shape_is_the_outlined_one(figures):
 
 def figure(demo, control_net, path: Path, count: int = 6) -> None:
     """A picture of ``count`` cases (seed 0 of prompts spread over the held-out ones): the hint on
-    top, the image with the ControlNet below it, without it at the bottom; each 64×64 shown at 128."""
+    top, the image with the ControlNet below it, without it at the bottom; each 64×64 shown at 128,
+    framed in grey."""
     from PIL import Image
 
     all_cases = cases()
@@ -174,7 +175,8 @@ def figure(demo, control_net, path: Path, count: int = 6) -> None:
     rows = [[demo_data.edges(c.scene) / 255.0 for c in picked]]
     for net in (control_net, None):
         rows.append([generate(demo, net, [c])[0] for c in picked])
-    grid = np.concatenate([np.concatenate(row, axis=1) for row in rows], axis=0)
+    framed = [[np.pad(tile, ((1, 1), (1, 1), (0, 0)), constant_values=0.5) for tile in row] for row in rows]
+    grid = np.concatenate([np.concatenate(row, axis=1) for row in framed], axis=0)
     image = Image.fromarray((grid * 255).round().astype(np.uint8))
     image.resize((image.width * 2, image.height * 2), Image.Resampling.NEAREST).save(path)
 
