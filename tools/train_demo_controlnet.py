@@ -69,7 +69,7 @@ CONTROLNET_NAME = "demo-shapes-edges.safetensors"
 class Plan:
     seed: int = 2025
     images: int = 2048
-    steps: int = 300
+    steps: int = 600
     batch: int = 32
     lr: float = 2e-3
     caption_dropout: float = 0.3
