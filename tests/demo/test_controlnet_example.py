@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 from PIL import Image
-from shape_analyser import ROOT, analyse
+from shape_analyser import ROOT, analyse, demo_data
 from test_controlnet_quality import LANDED_IOU, iou, landed_mask
 
 from nodegraph import api
@@ -13,13 +13,12 @@ EXAMPLE = ROOT / "examples" / "controlnet.json"
 HINT = ROOT / "examples" / "input" / "demo_outline.png"
 
 
-def hinted_region(size: int) -> np.ndarray:
-    """The pixels inside the example's outline (the hint's closed curve filled), at ``size``."""
-    from scipy import ndimage
+# what examples/input/demo_outline.png outlines (the test below checks that it does)
+SCENE = demo_data.Scene("yellow", "triangle", "blue", x=0.40, y=0.08, side=0.52)
 
-    lines = np.asarray(Image.open(HINT).convert("L")) >= 128
-    filled = ndimage.binary_fill_holes(lines)
-    return np.asarray(Image.fromarray(filled).resize((size, size), Image.Resampling.NEAREST))
+
+def test_the_hint_image_is_the_outline_of_the_scene_it_is_said_to_be():
+    assert np.array_equal(np.asarray(Image.open(HINT).convert("RGB")), demo_data.edges(SCENE, 64, 1.5))
 
 
 def test_the_example_validates_with_only_shipped_models_and_inputs():
@@ -38,4 +37,4 @@ def test_the_example_draws_the_prompted_triangle_inside_the_outline(tmp_path):
     assert image.shape == (128, 128, 3)  # 64×64, then the demo upscaler's 2×
     found = analyse(image)
     assert (found.colour, found.shape, found.background) == ("yellow", "triangle", "blue"), found
-    assert iou(landed_mask(image, "yellow", "blue"), hinted_region(128)) >= LANDED_IOU
+    assert iou(landed_mask(image, "yellow", "blue"), demo_data.silhouette(SCENE, 128)) >= LANDED_IOU
