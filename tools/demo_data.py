@@ -109,19 +109,38 @@ def render(scene: Scene, size: int = 64, supersample: int = 4) -> np.ndarray:
     """The scene as an ``[size, size, 3]`` uint8 array."""
     big = size * supersample
     image = Image.new("RGB", (big, big), PALETTE[scene.background])
-    draw = ImageDraw.Draw(image)
+    _draw_shape(ImageDraw.Draw(image), scene, big, fill=PALETTE[scene.colour])
+    return np.asarray(image.resize((size, size), Image.Resampling.BOX))
+
+
+def edges(scene: Scene, size: int = 64, width: float = 1.5, supersample: int = 4) -> np.ndarray:
+    """The shape's outline, white lines ``width`` pixels wide (at ``size``) on black, as an ``[size,
+    size, 3]`` uint8 array: the demo ControlNet's hint (what an edge detector or a pen would give)."""
+    big = size * supersample
+    image = Image.new("L", (big, big), 0)
+    _draw_shape(ImageDraw.Draw(image), scene, big, outline=255, width=max(1, round(width * supersample)))
+    return np.repeat(np.asarray(image.resize((size, size), Image.Resampling.BOX))[..., None], 3, axis=-1)
+
+
+def silhouette(scene: Scene, size: int = 64) -> np.ndarray:
+    """Where the shape is: a boolean ``[size, size]`` mask of the pixels it covers at least half."""
+    image = Image.new("L", (size * 4, size * 4), 0)
+    _draw_shape(ImageDraw.Draw(image), scene, size * 4, fill=255)
+    return np.asarray(image.resize((size, size), Image.Resampling.BOX)) >= 128
+
+
+def _draw_shape(draw: ImageDraw.ImageDraw, scene: Scene, big: int, fill=None, outline=None, width: int = 1) -> None:
+    """Draw the scene's shape on a ``big``×``big`` canvas: filled with ``fill`` and/or outlined."""
     x0, y0 = scene.x * big, scene.y * big
     x1, y1 = x0 + scene.side * big, y0 + scene.side * big
-    fill = PALETTE[scene.colour]
     if scene.shape == "circle":
-        draw.ellipse((x0, y0, x1, y1), fill=fill)
+        draw.ellipse((x0, y0, x1, y1), fill=fill, outline=outline, width=width)
     elif scene.shape == "square":
-        draw.rectangle((x0, y0, x1, y1), fill=fill)
+        draw.rectangle((x0, y0, x1, y1), fill=fill, outline=outline, width=width)
     elif scene.shape == "triangle":
-        draw.polygon([(x0, y1), (x1, y1), ((x0 + x1) / 2, y0)], fill=fill)
+        draw.polygon([(x0, y1), (x1, y1), ((x0 + x1) / 2, y0)], fill=fill, outline=outline, width=width)
     else:
         raise ValueError(f"unknown shape {scene.shape!r}; expected one of {', '.join(SHAPES)}")
-    return np.asarray(image.resize((size, size), Image.Resampling.BOX))
 
 
 def scenes(seed: int, count: int, combinations: list[tuple[str, str, str]] | None = None) -> Iterator[Scene]:
