@@ -7,7 +7,7 @@ import pytest
 from PySide6.QtCore import QPointF, Qt
 from safetensors.numpy import save_file
 
-from conftest import mouse
+from conftest import FakeDialogs, mouse  # at import: later, "conftest" is another folder's
 from gui.defaults import checkpoint_size
 from nodegraph.graph import Graph
 
@@ -37,7 +37,6 @@ def sd_window(qtbot, settings, tmp_path):
     from nodegraph.context import RunOptions
     from nodegraph.plugins import load_registry
 
-    from conftest import FakeDialogs
     from gui.window import MainWindow
 
     registry = load_registry(builtin=True, entry_points=False, folders=[], user=False)

@@ -7,7 +7,7 @@ import json
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QPlainTextEdit
 
-from conftest import click, row_point
+from conftest import click, FakeDialogs, row_point  # at import: later, "conftest" is another folder's
 from nodegraph.graph import Graph
 
 P = "testpack."
@@ -128,7 +128,6 @@ def test_save_as_while_typing_writes_the_new_text(make_window, qtbot, tmp_path):
 
 
 def test_export_to_comfyui_while_typing_exports_the_new_text(qtbot, tmp_path):
-    from conftest import FakeDialogs
 
     from gui.files import AppSettings
     from gui.window import MainWindow
