@@ -41,24 +41,36 @@ def _rms(projection, latents: torch.Tensor, target: torch.Tensor) -> float:
     return float(((predicted - target.double()) ** 2).mean().sqrt())
 
 
+def _best_linear(latents: torch.Tensor, target: torch.Tensor):
+    """The least-squares linear projection (factors, bias) of exactly these latent pixels onto ``target``:
+    the lowest RMS any 4×3 map plus bias can reach on them (in-sample)."""
+    pixels = latents.movedim(1, -1).reshape(-1, latents.shape[1]).double()
+    design = torch.cat([pixels, torch.ones(len(pixels), 1, dtype=torch.float64)], dim=1)
+    solution = torch.linalg.lstsq(design, target.reshape(len(pixels), -1).double()).solution
+    return tuple(map(tuple, solution[:-1].tolist())), tuple(solution[-1].tolist())
+
+
 @pytest.mark.skipif(not DEMO.exists(), reason="the shipped demo checkpoint is not in this checkout")
-def test_fitted_projection_follows_the_demo_vae_decode_better_than_sd15_factors():
-    # Reference: the demo VAE itself. Flat-colour pictures are encoded, their latents decoded, and
-    # each latent pixel's projection is compared with the mean colour of the 8×8 block its decode
-    # gives. On this VAE SD1.5's published factors miss by ~0.8 (RMS, −1…1 units) and the fit by
-    # ~0.4; requiring at most 0.6× leaves room for a retrained demo VAE while still failing a fit
-    # that does not follow this VAE (SD's own factors score 1.0× by definition).
+def test_fitted_projection_follows_the_demo_vae_decode_nearly_as_well_as_any_linear_map():
+    # Reference: the demo VAE itself. 32 flat-colour pictures are encoded, their latents decoded, and
+    # each latent pixel's projection is compared with the mean colour of the 8×8 block its decode gives.
+    # The yardstick is the best linear map for exactly these pixels (least squares, in-sample): no
+    # preview projection can beat it here. The fit, made at run time from other pictures (two colours
+    # each), measured 1.13–1.18× that floor on the shipped VAE; SD1.5's published factors 1.8–1.9×
+    # (and 0.69 against the fit's 0.42 RMS in −1…1 units). 1.5× passes a fit that follows this VAE and
+    # fails one that does not.
     loaded = load_checkpoint(DEMO)
     projection = loaded.model.preview_projection
     assert callable(projection)
-    colours = torch.rand(6, 3, generator=torch.Generator().manual_seed(7))
-    images = colours[:, None, None, :].expand(6, 32, 32, 3).contiguous()
+    colours = torch.rand(32, 3, generator=torch.Generator().manual_seed(7))
+    images = colours[:, None, None, :].expand(32, 32, 32, 3).contiguous()
     raw = loaded.vae.encode(images)
     decoded = loaded.vae.decode(raw)
-    blocks = decoded.reshape(6, 4, 8, 4, 8, 3).mean(dim=(2, 4)) * 2 - 1  # [N, h, w, RGB]
+    blocks = decoded.reshape(32, 4, 8, 4, 8, 3).mean(dim=(2, 4)) * 2 - 1  # [N, h, w, RGB]
     latents = raw * latent_scale("sd1")
+    floor = _rms(_best_linear(latents, blocks), latents, blocks)
     fitted, published = _rms(projection(), latents, blocks), _rms(LATENT_RGB["sd1"], latents, blocks)
-    assert fitted <= 0.6 * published, (fitted, published)
+    assert fitted <= 1.5 * floor < published, (fitted, floor, published)
 
 
 def test_stable_diffusions_own_vae_keeps_the_published_factors():
