@@ -38,6 +38,7 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))  # numerics (the tolerances the reference tests use)
 sys.path.insert(0, str(ROOT / "tests" / "sd"))
 sys.path.insert(0, str(ROOT / "bench"))
 
