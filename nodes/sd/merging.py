@@ -25,7 +25,7 @@ from torch import nn
 
 from nodegraph.errors import NodeError
 
-from .patches import WeightPatch, module_lock, weights_applied
+from .patches import WeightPatch, applied_float32, module_lock, weights_applied
 
 CLIP_SKIPPED = (".position_ids", ".logit_scale")  # never merged (ComfyUI's CLIP merges skip them)
 
@@ -34,17 +34,11 @@ def effective_weight(modules: Mapping[str, nn.Module], patches: Sequence[WeightP
                      key: str) -> torch.Tensor:
     """The float32 value weight ``key`` of ``modules[module]`` has with ``patches`` applied (a new tensor;
     the module is not changed). Holds the module's lock while reading, so that a use of it elsewhere,
-    which patches it in place, has restored it."""
+    which swaps patched weights in, has swapped the originals back."""
     owner = modules[module]
     with module_lock(owner), torch.no_grad():
-        param = owner.get_parameter(key)
-        weight = param.detach().float()
-        weight = weight.clone() if weight.data_ptr() == param.data_ptr() else weight
-        for patch in patches:
-            if patch.module == module and patch.key == key:
-                rows = slice(*patch.rows) if patch.rows else slice(None)
-                weight[rows] = patch.apply(weight[rows])
-    return weight
+        own = [p for p in patches if p.module == module and p.key == key]
+        return applied_float32(owner.get_parameter(key), own)
 
 
 @dataclass(frozen=True, eq=False)

@@ -148,6 +148,17 @@ WeakKeyDictionary: its look-ups compare tensors with ==."""
 _PATCHED_GUARD = threading.RLock()  # re-entrant: a death may be noticed while it is held
 
 
+def applied_float32(param: torch.Tensor, patches: Sequence[WeightPatch]) -> torch.Tensor:
+    """``param``'s value with ``patches`` (all of this weight) applied in order, as a new float32 tensor;
+    ``param`` itself is not changed."""
+    weight = param.detach().float()
+    weight = weight.clone() if weight.data_ptr() == param.data_ptr() else weight
+    for patch in patches:
+        rows = slice(*patch.rows) if patch.rows else slice(None)
+        weight[rows] = patch.apply(weight[rows])
+    return weight
+
+
 def _patched_weight(param: torch.Tensor, group: Sequence[WeightPatch]) -> torch.Tensor:
     """The value ``param`` takes with ``group`` applied, as a new tensor of its dtype: computed once per
     parameter and patch set (the patches are immutable and the parameter is always restored), so that a
@@ -160,11 +171,7 @@ def _patched_weight(param: torch.Tensor, group: Sequence[WeightPatch]) -> torch.
     if len(group) == 1 and group[0].direct is not None and group[0].rows is None:
         weight = group[0].direct(param.detach())
     else:
-        weight = param.detach().float()
-        weight = weight.clone() if weight.data_ptr() == param.data_ptr() else weight
-        for patch in group:
-            rows = slice(*patch.rows) if patch.rows else slice(None)
-            weight[rows] = patch.apply(weight[rows])
+        weight = applied_float32(param, group)
     weight = weight.to(param.dtype)
     if weight.data_ptr() == param.data_ptr():
         weight = weight.clone()
