@@ -43,12 +43,17 @@ _UMASK = os.umask(0o022)  # read the process umask (the only way is to set it) a
 os.umask(_UMASK)
 
 
+def usual_mode() -> int:
+    """The mode a plain new file gets here: 0666 less the process umask."""
+    return 0o666 & ~_UMASK
+
+
 def give_usual_mode(fd: int, replacing: str | os.PathLike[str] | None = None) -> None:
     """Give a ``tempfile.mkstemp`` file (private: 0600) the mode a plain new file would get (0666
     less the umask), or the mode of the file it is about to replace. A no-op where there is no fchmod."""
     if not hasattr(os, "fchmod"):
         return
-    mode = 0o666 & ~_UMASK
+    mode = usual_mode()
     if replacing is not None:
         try:
             mode = os.stat(replacing).st_mode & 0o7777

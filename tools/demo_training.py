@@ -61,6 +61,16 @@ def save_atomic(obj, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def save_safetensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> None:
+    """A shipped model file, written whole or not at all (a temporary name, then a rename), with the
+    mode any new file gets (NodeGraph's own writer: safetensors alone leaves it private)."""
+    from nodes.sd.saving import write_safetensors
+
+    tmp = path.with_name(path.name + ".tmp")
+    write_safetensors(tmp, tensors, metadata)
+    os.replace(tmp, path)
+
+
 def make_optimizer(params, lr: float, weight_decay: float = 0.0) -> torch.optim.AdamW:
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, betas=(0.9, 0.99))
     for group in opt.param_groups:

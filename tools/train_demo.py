@@ -73,7 +73,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from tqdm import tqdm
 
 from demo_training import (ROOT, autocast, demo_data, images_to_tensor, make_optimizer, render_batch,
-                           save_atomic, step_rng, train_loop)
+                           save_atomic, save_safetensors, step_rng, train_loop)
 from nodes.sd import text_encoders, unet as unet_module, vae as vae_module
 from nodes.sd.model_sampling import ModelSamplingDiscrete
 from nodes.sd.tokenizer import END_TOKEN, get_tokenizer
@@ -446,8 +446,6 @@ def checkpoint_tensors(unet: nn.Module, vae: nn.Module, text: nn.Module) -> dict
 
 
 def export(out_dir: Path, unet, vae, text, upscaler, info: dict) -> tuple[Path, Path]:
-    from safetensors.torch import save_file
-
     (out_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
     (out_dir / "upscale_models").mkdir(parents=True, exist_ok=True)
     ckpt = out_dir / "checkpoints" / CHECKPOINT_NAME
@@ -461,11 +459,11 @@ def export(out_dir: Path, unet, vae, text, upscaler, info: dict) -> tuple[Path, 
                                  "shape on a coloured background, e.g. 'a red circle on a blue background'.",
         "nodegraph.training": json.dumps(info, sort_keys=True),
     }
-    save_file(checkpoint_tensors(unet, vae, text), str(ckpt), metadata=meta)
+    save_safetensors(checkpoint_tensors(unet, vae, text), ckpt, meta)
     up = out_dir / "upscale_models" / UPSCALER_NAME
-    save_file({k: v.detach().half().contiguous() for k, v in upscaler.state_dict().items()}, str(up),
-              metadata={"modelspec.title": "NodeGraph demo: shapes 2x (SRVGGNetCompact)",
-                        "modelspec.license": "MIT (same as NodeGraph)"})
+    save_safetensors({k: v.detach().half().contiguous() for k, v in upscaler.state_dict().items()}, up,
+                     {"modelspec.title": "NodeGraph demo: shapes 2x (SRVGGNetCompact)",
+                      "modelspec.license": "MIT (same as NodeGraph)"})
     return ckpt, up
 
 

@@ -56,7 +56,7 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from tqdm import tqdm
 
-from demo_training import ROOT, demo_data, make_optimizer, step_rng, train_loop
+from demo_training import ROOT, demo_data, make_optimizer, save_safetensors, step_rng, train_loop
 from nodes.sd.control.cldm import ControlNetConfig, ControlNetModel
 from nodes.sd.model_sampling import ModelSamplingDiscrete
 
@@ -199,8 +199,6 @@ def train(plan: Plan, demo, work: Path, precision: str) -> tuple[ControlNetModel
 
 def export(net: ControlNetModel, path: Path, info: dict) -> Path:
     """The original ControlNet layout (``control_model.`` keys), float16, written atomically."""
-    from safetensors.torch import save_file
-
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {"control_model." + k: v.detach().to(torch.float16).contiguous() for k, v in net.state_dict().items()}
     meta = {
@@ -213,9 +211,7 @@ def export(net: ControlNetModel, path: Path, info: dict) -> Path:
                                  "(white lines on black); the model draws the shape there.",
         "nodegraph.training": json.dumps(info, sort_keys=True),
     }
-    tmp = path.with_suffix(".tmp")
-    save_file(tensors, str(tmp), metadata=meta)
-    tmp.replace(path)
+    save_safetensors(tensors, path, meta)
     return path
 
 

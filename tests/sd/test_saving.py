@@ -207,3 +207,20 @@ def test_a_saved_checkpoint_of_each_family_loads_back_to_the_same_weights(tmp_pa
     with safe_open(ctx.ui["files"][0], "pt") as f:
         arch = f.metadata()["modelspec.architecture"]
     assert arch == {"sd2": "stable-diffusion-v2-768-v", "sdxl": "stable-diffusion-xl-v1-base"}[family]
+
+
+def test_saved_models_get_the_mode_of_any_new_output_file(setup):
+    """safetensors writes its file private (0600); a saved model is an output like an image: 0666 less
+    the umask, as SaveImage's files."""
+    from nodegraph.fileio import usual_mode
+
+    ctx, a, _ = setup
+    vae_save(vae=a.vae, filename_prefix="vae/v", ctx=ctx)
+    mode = Path(ctx.ui["files"][0]).stat().st_mode & 0o777
+    assert mode == usual_mode() == 0o666 & ~_umask(), oct(mode)
+
+
+def _umask() -> int:
+    current = os.umask(0o022)
+    os.umask(current)
+    return current
