@@ -23,6 +23,15 @@ def writing(path: str | os.PathLike[str], what: str = "write") -> Iterator[None]
         raise WriteError(path, exc, what) from exc
 
 
+def fsync_file(path: str | os.PathLike[str]) -> None:
+    """Make the content of the file at ``path`` durable."""
+    fd = os.open(path, os.O_RDWR)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def fsync_dir(folder: str | os.PathLike[str]) -> None:
     """Make a rename or link inside ``folder`` durable (POSIX; a no-op elsewhere or on failure)."""
     if os.name != "posix":

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING
 from PIL import Image, ImageOps, ImageSequence, PngImagePlugin
 
 from nodegraph.errors import InputError, NodeError, WriteError
-from nodegraph.fileio import fsync_dir, give_usual_mode, writing
+from nodegraph.fileio import fsync_dir, fsync_file, usual_mode, writing
 from nodegraph.format import read_image_chunks
 
 if TYPE_CHECKING:
@@ -350,14 +350,16 @@ def _write_new_file(folder: Path, stem: str, counter: int, data: "bytes | Callab
         with writing(folder / f"{stem}_{counter:05d}_{suffix}"):
             fd, tmp_name = tempfile.mkstemp(prefix=".nodegraph-", suffix=".tmp", dir=folder)
             tmp = Path(tmp_name)
-            give_usual_mode(fd)  # mkstemp makes the file private (0600); outputs get the usual mode
-            with os.fdopen(fd, "r+b") as f:
-                if callable(data):
-                    data(tmp)
-                else:
+            if callable(data):
+                os.close(fd)
+                data(tmp)  # a writer may put a new file in its place (safetensors does, private: 0600)
+            else:
+                with os.fdopen(fd, "wb") as f:
                     f.write(data)
-                    f.flush()
-                os.fsync(f.fileno())
+            # mkstemp's file, or a writer's, is private (0600); outputs get the usual mode. The file
+            # synced is the one at the path now, whichever the writer left there.
+            os.chmod(tmp, usual_mode())
+            fsync_file(tmp)
             while True:
                 final = folder / f"{stem}_{counter:05d}_{suffix}"
                 try:

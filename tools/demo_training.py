@@ -63,11 +63,13 @@ def save_atomic(obj, path: Path) -> None:
 
 def save_safetensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> None:
     """A shipped model file, written whole or not at all (a temporary name, then a rename), with the
-    mode any new file gets (NodeGraph's own writer: safetensors alone leaves it private)."""
+    mode any new file gets (safetensors alone leaves it private: 0600)."""
+    from nodegraph.fileio import usual_mode
     from nodes.sd.saving import write_safetensors
 
     tmp = path.with_name(path.name + ".tmp")
     write_safetensors(tmp, tensors, metadata)
+    os.chmod(tmp, usual_mode())
     os.replace(tmp, path)
 
 

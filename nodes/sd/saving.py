@@ -15,13 +15,10 @@ ComfyUI's ``v_pred`` marker tensor.
 """
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from pathlib import Path
 
 import torch
-
-from nodegraph.fileio import usual_mode
 
 from .checkpoint import UNET_PREFIX, VAE_PREFIX
 from .text_encoders import family_slots
@@ -107,6 +104,3 @@ def write_safetensors(path: Path, tensors: Mapping[str, torch.Tensor], metadata:
             seen.add(value.data_ptr())
         ready[key] = value
     save_file(ready, str(path), metadata=dict(metadata))
-    # safetensors (0.8) writes a private (0600) file in place of the one it was given; a saved model is
-    # an output like an image, readable as the umask allows
-    os.chmod(path, usual_mode())
